@@ -1,0 +1,1 @@
+"""edgeser.distill: teacher -> pseudo-labels -> Wav2Small student (workstation side)."""

@@ -1,0 +1,190 @@
+"""Wav2Small students (Kounadis-Bastian et al., 2024): raw 16 kHz waveform in, A/D/V out.
+
+waveform -> per-utterance normalisation -> frozen DFT-as-Conv1d power spectrogram (Hann,
+n_fft 64, hop 32: 500 frames/s) -> 26 log-mel bands (0-8 kHz) -> 3x3 conv/BN/ReLU stack with
+13 channels and one stride-2 max-pool -> attention pooling over time -> linear head (A, D, V).
+Only standard ONNX ops; every Conv is followed by a BatchNorm that export folds away.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from torch import nn
+
+SAMPLE_RATE = 16_000
+
+
+@dataclass(frozen=True)
+class StudentConfig:
+    """Architecture of a Wav2Small student; ``variant`` picks the pooling head."""
+
+    variant: Literal["wav2small", "wav2small2"] = "wav2small"
+    n_fft: int = 64
+    hop: int = 32
+    n_mels: int = 26
+    channels: int = 13
+    n_conv: int = 10
+    pool_after: int = 2  # the stride-2 max-pool follows this many conv layers
+
+    @classmethod
+    def preset(cls, name: str) -> StudentConfig:
+        """``wav2small`` (~72K parameters) or ``wav2small2`` (~17K, "Wav2Small 2.0")."""
+        if name == "wav2small":
+            return cls(variant="wav2small", n_conv=10)
+        if name == "wav2small2":
+            return cls(variant="wav2small2", n_conv=11)
+        raise ValueError(f"unknown student preset {name!r} (wav2small, wav2small2)")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def mel_filterbank(n_fft: int, n_mels: int, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+    """Slaney-style triangular mel filters [n_mels, n_fft//2 + 1] from 0 to Nyquist (HTK mel)."""
+
+    def hz_to_mel(f: np.ndarray) -> np.ndarray:
+        return 2595.0 * np.log10(1.0 + f / 700.0)
+
+    def mel_to_hz(m: np.ndarray) -> np.ndarray:
+        return 700.0 * (10.0 ** (m / 2595.0) - 1.0)
+
+    n_bins = n_fft // 2 + 1
+    fft_freqs = np.linspace(0.0, sample_rate / 2, n_bins)
+    mel_points = mel_to_hz(np.linspace(hz_to_mel(0.0), hz_to_mel(sample_rate / 2), n_mels + 2))
+    fb = np.zeros((n_mels, n_bins), dtype=np.float64)
+    for m in range(n_mels):
+        lo, mid, hi = mel_points[m : m + 3]
+        rising = (fft_freqs - lo) / max(mid - lo, 1e-9)
+        falling = (hi - fft_freqs) / max(hi - mid, 1e-9)
+        fb[m] = np.maximum(0.0, np.minimum(rising, falling))
+        if fb[m].sum() == 0:  # narrower than one FFT bin: take the nearest bin
+            fb[m, int(np.argmin(np.abs(fft_freqs - mid)))] = 1.0
+    fb /= fb.sum(axis=1, keepdims=True)
+    return fb.astype(np.float32)
+
+
+class LogMel(nn.Module):
+    """Frozen DFT-as-Conv1d power spectrogram followed by a log-mel projection."""
+
+    def __init__(self, n_fft: int, hop: int, n_mels: int):
+        super().__init__()
+        n_bins = n_fft // 2 + 1
+        t = np.arange(n_fft)
+        window = 0.5 - 0.5 * np.cos(2 * math.pi * t / n_fft)  # periodic Hann
+        k = np.arange(n_bins)[:, None]
+        real = np.cos(2 * math.pi * k * t / n_fft) * window
+        imag = -np.sin(2 * math.pi * k * t / n_fft) * window
+        dft = np.concatenate([real, imag])[:, None, :].astype(np.float32)  # [2*bins, 1, n_fft]
+        self.register_buffer("dft", torch.from_numpy(dft))
+        self.register_buffer("mel", torch.from_numpy(mel_filterbank(n_fft, n_mels)))
+        self.hop = hop
+        self.n_bins = n_bins
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """[B, T] normalised waveform -> [B, 1, n_mels, frames] log-mel."""
+        spec = nn.functional.conv1d(x.unsqueeze(1), self.dft, stride=self.hop)
+        power = spec[:, : self.n_bins] ** 2 + spec[:, self.n_bins :] ** 2
+        mel = torch.matmul(self.mel, power)
+        return torch.log(mel + 1e-6).unsqueeze(1)
+
+
+def conv_block(c_in: int, c_out: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU()
+    )
+
+
+class Wav2Small(nn.Module):
+    """The student. ``forward`` returns (adv [B, 3], embedding [B, D])."""
+
+    def __init__(self, config: StudentConfig | None = None):
+        super().__init__()
+        self.config = config = config or StudentConfig()
+        c = config.channels
+        self.logmel = LogMel(config.n_fft, config.hop, config.n_mels)
+        self.input_norm = nn.BatchNorm2d(1)
+        layers: list[nn.Module] = [conv_block(1, c)]
+        layers += [conv_block(c, c) for _ in range(config.n_conv - 1)]
+        layers.insert(config.pool_after, nn.MaxPool2d(2))
+        self.convs = nn.Sequential(*layers)
+        self.dim = c * (config.n_mels // 2)
+        if config.variant == "wav2small":
+            self.attn_logits = nn.Conv1d(self.dim, self.dim, 1)
+            self.attn_values = nn.Conv1d(self.dim, self.dim, 1)
+            head_in = self.dim
+        else:
+            self.attn_logits = nn.Conv1d(self.dim, 1, 1)
+            self.attn_values = None
+            head_in = 2 * self.dim
+        self.head = nn.Linear(head_in, 3)
+
+    def forward(self, signal: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = signal - signal.mean(dim=1, keepdim=True)
+        x = x / torch.sqrt((x * x).mean(dim=1, keepdim=True) + 1e-7)
+        h = self.convs(self.input_norm(self.logmel(x)))  # [B, C, mels/2, frames/2]
+        h = h.flatten(1, 2)  # [B, C * mels/2, frames/2]
+        weights = torch.softmax(self.attn_logits(h), dim=-1)
+        values = self.attn_values(h) if self.attn_values is not None else h
+        pooled = (weights * values).sum(dim=-1)  # [B, D]
+        if self.attn_values is None:  # Wav2Small 2.0: pooled vector and its Gram matrix
+            c = self.config.channels
+            m = pooled.view(-1, c, self.dim // c)
+            gram = torch.matmul(m, m.transpose(1, 2)) / m.shape[-1]
+            pooled = torch.cat([pooled, gram.flatten(1)], dim=1)
+        return self.head(pooled), pooled
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Trainable parameters (the frozen DFT and mel matrices are buffers, not counted)."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+CHECKPOINT_FORMAT = "edgeser.student"
+CHECKPOINT_VERSION = 1
+
+
+def save_student(path: str | Path, model: Wav2Small, **meta: Any) -> None:
+    """Write a student checkpoint: architecture, weights and free-form metadata (teacher id,
+    training config, metrics...). Written to a temporary file and renamed, so it is atomic."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(
+        {
+            "format": CHECKPOINT_FORMAT,
+            "version": CHECKPOINT_VERSION,
+            "config": model.config.to_dict(),
+            "state_dict": model.state_dict(),
+            "meta": meta,
+        },
+        tmp,
+    )
+    tmp.replace(path)
+
+
+def load_student(path: str | Path) -> tuple[Wav2Small, dict[str, Any]]:
+    """Read a checkpoint written by ``save_student``; ValueError if it is not one."""
+    try:
+        ckpt = torch.load(Path(path), map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise
+    except Exception as exc:
+        raise ValueError(f"{path}: not a readable student checkpoint ({exc})") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"{path}: not an edgeser student checkpoint (unknown architecture)")
+    try:
+        config = StudentConfig(**ckpt["config"])
+        model = Wav2Small(config)
+        model.load_state_dict(ckpt["state_dict"])
+    except (TypeError, KeyError, RuntimeError) as exc:
+        raise ValueError(
+            f"{path}: checkpoint does not match the Wav2Small architecture ({exc})"
+        ) from None
+    model.eval()
+    return model, dict(ckpt.get("meta", {}))

@@ -1,0 +1,114 @@
+"""The model contract: what every edgeser ONNX model takes, returns and declares.
+
+export/ writes exactly this; the runtime validates it on load. One module so both sides agree.
+
+- Input ``signal``: raw mono waveform, float32, 16 kHz, shape [batch, samples], dynamic axes,
+  at least ``MIN_SAMPLES`` long. The model normalises internally; callers only resample,
+  down-mix and convert dtype.
+- Output ``adv``: [batch, 3], arousal, dominance, valence in that order, about 0..1.
+- Optional output ``embedding``: [batch, D], the pooled vector before the head.
+- ``metadata_props``: the keys in ``REQUIRED_METADATA`` (and optionally ``OPTIONAL_METADATA``).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+SAMPLE_RATE = 16_000
+LABELS: tuple[str, str, str] = ("arousal", "dominance", "valence")
+MIN_SECONDS = 0.25
+MIN_SAMPLES = int(MIN_SECONDS * SAMPLE_RATE)
+CONTRACT_VERSION = "1"
+
+INPUT_NAME = "signal"
+OUTPUT_ADV = "adv"
+OUTPUT_EMBEDDING = "embedding"
+
+META_CONTRACT = "edgeser.contract"
+META_SAMPLE_RATE = "edgeser.sample_rate"
+META_LABELS = "edgeser.labels"
+META_WINDOW_S = "edgeser.window_s"
+META_HOP_S = "edgeser.hop_s"
+META_MIN_SAMPLES = "edgeser.min_samples"
+META_MODEL_VERSION = "edgeser.model_version"
+META_TEACHER = "edgeser.teacher"
+META_MODEL_CARD = "edgeser.model_card"
+
+REQUIRED_METADATA = (
+    META_CONTRACT,
+    META_SAMPLE_RATE,
+    META_LABELS,
+    META_WINDOW_S,
+    META_HOP_S,
+    META_MODEL_VERSION,
+    META_TEACHER,
+    META_MODEL_CARD,
+)
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """The contract metadata of one model file, parsed and checked."""
+
+    sample_rate: int
+    labels: tuple[str, ...]
+    window_s: float
+    hop_s: float
+    model_version: str
+    teacher: str
+    card: dict[str, Any] = field(default_factory=dict)
+    min_samples: int = MIN_SAMPLES
+
+    def to_metadata(self) -> dict[str, str]:
+        """The ``metadata_props`` that declare this info in an ONNX file."""
+        return {
+            META_CONTRACT: CONTRACT_VERSION,
+            META_SAMPLE_RATE: str(self.sample_rate),
+            META_LABELS: ",".join(self.labels),
+            META_WINDOW_S: repr(float(self.window_s)),
+            META_HOP_S: repr(float(self.hop_s)),
+            META_MIN_SAMPLES: str(self.min_samples),
+            META_MODEL_VERSION: self.model_version,
+            META_TEACHER: self.teacher,
+            META_MODEL_CARD: json.dumps(self.card, sort_keys=True),
+        }
+
+
+def parse_metadata(meta: dict[str, str]) -> ModelInfo:
+    """Check ``metadata_props`` against the contract; raise ValueError naming what is wrong."""
+    missing = [k for k in REQUIRED_METADATA if k not in meta]
+    if missing:
+        raise ValueError(f"metadata lacks {', '.join(missing)}")
+    if meta[META_CONTRACT] != CONTRACT_VERSION:
+        raise ValueError(
+            f"contract version {meta[META_CONTRACT]!r} is not the supported {CONTRACT_VERSION!r}"
+        )
+    labels = tuple(meta[META_LABELS].split(","))
+    if labels != LABELS:
+        raise ValueError(f"labels {labels} are not {LABELS}")
+    try:
+        rate = int(meta[META_SAMPLE_RATE])
+        window_s = float(meta[META_WINDOW_S])
+        hop_s = float(meta[META_HOP_S])
+        min_samples = int(meta.get(META_MIN_SAMPLES, MIN_SAMPLES))
+        card = json.loads(meta[META_MODEL_CARD])
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"malformed contract metadata: {exc}") from None
+    if rate != SAMPLE_RATE:
+        raise ValueError(f"sample rate {rate} is not {SAMPLE_RATE}")
+    if not (0 < hop_s <= window_s):
+        raise ValueError(f"window {window_s} s / hop {hop_s} s are not 0 < hop <= window")
+    if not isinstance(card, dict):
+        raise ValueError("model card is not a JSON object")
+    return ModelInfo(
+        sample_rate=rate,
+        labels=labels,
+        window_s=window_s,
+        hop_s=hop_s,
+        model_version=meta[META_MODEL_VERSION],
+        teacher=meta[META_TEACHER],
+        card=card,
+        min_samples=min_samples,
+    )
