@@ -4,6 +4,13 @@ waveform -> per-utterance normalisation -> frozen DFT-as-Conv1d power spectrogra
 n_fft 64, hop 32: 500 frames/s) -> 26 log-mel bands (0-8 kHz) -> 3x3 conv/BN/ReLU stack with
 13 channels and one stride-2 max-pool -> attention pooling over time -> linear head (A, D, V).
 Only standard ONNX ops; every Conv is followed by a BatchNorm that export folds away.
+
+``normalization="frame"`` (preset ``wav2small-stream``) is a streamable variant: instead of
+z-normalising the whole input, it removes each frame's DC (folded into the DFT kernel) and gain
+(its mean log-mel, the log energy) before the convolutions, and appends two gain-invariant
+loudness features of the input (from those per-frame energies) after pooling. Every frame's
+conv input then depends on that frame's samples only, which is what lets a streaming graph
+(``edgeser.export.streaming``) cache per-frame work across hops exactly.
 """
 
 from __future__ import annotations
@@ -31,15 +38,30 @@ class StudentConfig:
     channels: int = 13
     n_conv: int = 10
     pool_after: int = 2  # the stride-2 max-pool follows this many conv layers
+    # "utterance": z-normalise the waveform over the whole input (the published Wav2Small);
+    # "frame": per-frame DC and gain removal, loudness features after pooling (streamable).
+    normalization: Literal["utterance", "frame"] = "utterance"
 
     @classmethod
     def preset(cls, name: str) -> StudentConfig:
-        """``wav2small`` (~72K parameters) or ``wav2small2`` (~17K, "Wav2Small 2.0")."""
+        """``wav2small`` (~72K parameters), ``wav2small2`` (~17K, "Wav2Small 2.0") or
+        ``wav2small-stream`` (wav2small with frame normalisation and a 40-sample STFT hop, so
+        that a 0.25 s hop is a whole number of pooled frames for streaming)."""
         if name == "wav2small":
             return cls(variant="wav2small", n_conv=10)
         if name == "wav2small2":
             return cls(variant="wav2small2", n_conv=11)
-        raise ValueError(f"unknown student preset {name!r} (wav2small, wav2small2)")
+        if name == "wav2small-stream":
+            return cls(variant="wav2small", n_conv=10, hop=40, normalization="frame")
+        raise ValueError(
+            f"unknown student preset {name!r} (wav2small, wav2small2, wav2small-stream)"
+        )
+
+    @property
+    def edge_margin(self) -> int:
+        """Pooled frames at each end of the input whose conv outputs feel the zero padding:
+        half the pre-pool layers (rounded up) plus one per post-pool layer."""
+        return -(-self.pool_after // 2) + (self.n_conv - self.pool_after)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -72,7 +94,11 @@ def mel_filterbank(n_fft: int, n_mels: int, sample_rate: int = SAMPLE_RATE) -> n
 class LogMel(nn.Module):
     """Frozen DFT-as-Conv1d power spectrogram followed by a log-mel projection."""
 
-    def __init__(self, n_fft: int, hop: int, n_mels: int):
+    def __init__(
+        self, n_fft: int, hop: int, n_mels: int, floor: float = 1e-6, frame_dc: bool = False
+    ):
+        """``floor`` is added to the mel power before the log; ``frame_dc`` removes each
+        frame's mean before its DFT (folded into the kernel: window-independent DC removal)."""
         super().__init__()
         n_bins = n_fft // 2 + 1
         t = np.arange(n_fft)
@@ -80,18 +106,21 @@ class LogMel(nn.Module):
         k = np.arange(n_bins)[:, None]
         real = np.cos(2 * math.pi * k * t / n_fft) * window
         imag = -np.sin(2 * math.pi * k * t / n_fft) * window
-        dft = np.concatenate([real, imag])[:, None, :].astype(np.float32)  # [2*bins, 1, n_fft]
-        self.register_buffer("dft", torch.from_numpy(dft))
+        dft = np.concatenate([real, imag])[:, None, :]  # [2*bins, 1, n_fft]
+        if frame_dc:  # DFT(w * (x - mean x)) = (w e_k - mean_t(w e_k)) . x
+            dft = dft - dft.mean(axis=-1, keepdims=True)
+        self.register_buffer("dft", torch.from_numpy(dft.astype(np.float32)))
         self.register_buffer("mel", torch.from_numpy(mel_filterbank(n_fft, n_mels)))
         self.hop = hop
         self.n_bins = n_bins
+        self.floor = floor
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """[B, T] normalised waveform -> [B, 1, n_mels, frames] log-mel."""
         spec = nn.functional.conv1d(x.unsqueeze(1), self.dft, stride=self.hop)
         power = spec[:, : self.n_bins] ** 2 + spec[:, self.n_bins :] ** 2
         mel = torch.matmul(self.mel, power)
-        return torch.log(mel + 1e-6).unsqueeze(1)
+        return torch.log(mel + self.floor).unsqueeze(1)
 
 
 def conv_block(c_in: int, c_out: int) -> nn.Sequential:
@@ -100,14 +129,35 @@ def conv_block(c_in: int, c_out: int) -> nn.Sequential:
     )
 
 
+# Log-mel floor of frame normalisation: ~70 dB below a full-scale tone, so quiet speech stays
+# well above it. Not smaller: ONNX optimisers fold "x + c" into x when |c| <= 1e-8 (onnxscript's
+# add-zero rule), which would leave log(0) = -inf on digital silence.
+FRAME_FLOOR = 1e-7
+LOUDNESS_RANGE = math.log(1e8)  # frame energies are clamped to 80 dB below the loudest
+LOUDNESS_SCALE = 0.1  # brings the loudness features (natural-log units) to about unit range
+
+
 class Wav2Small(nn.Module):
-    """The student. ``forward`` returns (adv [B, 3], embedding [B, D])."""
+    """The student. ``forward`` returns (adv [B, 3], embedding [B, D]).
+
+    The forward pass is four steps, also used one by one by the streaming graph:
+    ``features`` -> ``frame_map`` -> ``attention`` -> ``readout``.
+    """
 
     def __init__(self, config: StudentConfig | None = None):
         super().__init__()
         self.config = config = config or StudentConfig()
         c = config.channels
-        self.logmel = LogMel(config.n_fft, config.hop, config.n_mels)
+        frame = config.normalization == "frame"
+        if config.normalization not in ("utterance", "frame"):
+            raise ValueError(f"unknown normalization {config.normalization!r} (utterance, frame)")
+        self.logmel = LogMel(
+            config.n_fft,
+            config.hop,
+            config.n_mels,
+            floor=FRAME_FLOOR if frame else 1e-6,
+            frame_dc=frame,
+        )
         self.input_norm = nn.BatchNorm2d(1)
         layers: list[nn.Module] = [conv_block(1, c)]
         layers += [conv_block(c, c) for _ in range(config.n_conv - 1)]
@@ -122,22 +172,56 @@ class Wav2Small(nn.Module):
             self.attn_logits = nn.Conv1d(self.dim, 1, 1)
             self.attn_values = None
             head_in = 2 * self.dim
-        self.head = nn.Linear(head_in, 3)
+        self.head = nn.Linear(head_in + (2 if frame else 0), 3)
 
     def forward(self, signal: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        x = signal - signal.mean(dim=1, keepdim=True)
-        x = x / torch.sqrt((x * x).mean(dim=1, keepdim=True) + 1e-7)
-        h = self.convs(self.input_norm(self.logmel(x)))  # [B, C, mels/2, frames/2]
-        h = h.flatten(1, 2)  # [B, C * mels/2, frames/2]
-        weights = torch.softmax(self.attn_logits(h), dim=-1)
+        features, energy = self.features(signal)
+        logits, values = self.attention(self.frame_map(features))
+        return self.readout(logits, values, energy)
+
+    def features(self, signal: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """[B, T] waveform -> conv input [B, 1, n_mels, frames], and with frame normalisation
+        the per-frame log energies [B, frames] (None for utterance normalisation)."""
+        if self.config.normalization == "utterance":
+            x = signal - signal.mean(dim=1, keepdim=True)
+            x = x / torch.sqrt((x * x).mean(dim=1, keepdim=True) + 1e-7)
+            return self.input_norm(self.logmel(x)), None
+        logmel = self.logmel(signal)
+        energy = logmel.mean(dim=2, keepdim=True)  # [B, 1, 1, frames]
+        return self.input_norm(logmel - energy), energy.flatten(1)
+
+    def frame_map(self, features: torch.Tensor) -> torch.Tensor:
+        """Conv input [B, 1, n_mels, frames] -> pooled frame vectors [B, D, frames // 2]."""
+        return self.convs(features).flatten(1, 2)
+
+    def attention(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per pooled frame: attention logits and the values they weight."""
         values = self.attn_values(h) if self.attn_values is not None else h
-        pooled = (weights * values).sum(dim=-1)  # [B, D]
+        return self.attn_logits(h), values
+
+    def readout(
+        self, logits: torch.Tensor, values: torch.Tensor, energy: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Softmax-pool the values over time, add the variant's extras, apply the head."""
+        pooled = (torch.softmax(logits, dim=-1) * values).sum(dim=-1)  # [B, D]
         if self.attn_values is None:  # Wav2Small 2.0: pooled vector and its Gram matrix
             c = self.config.channels
             m = pooled.view(-1, c, self.dim // c)
             gram = torch.matmul(m, m.transpose(1, 2)) / m.shape[-1]
             pooled = torch.cat([pooled, gram.flatten(1)], dim=1)
+        if energy is not None:
+            pooled = torch.cat([pooled, loudness_features(energy)], dim=1)
         return self.head(pooled), pooled
+
+
+def loudness_features(energy: torch.Tensor) -> torch.Tensor:
+    """Per-frame log energies [B, frames] -> [B, 2] gain-invariant loudness of the input: mean
+    minus max and standard deviation, after clamping to ``LOUDNESS_RANGE`` below the max."""
+    top = energy.max(dim=1, keepdim=True).values
+    e = torch.maximum(energy, top - LOUDNESS_RANGE)
+    mean = e.mean(dim=1, keepdim=True)
+    std = torch.sqrt(((e - mean) ** 2).mean(dim=1, keepdim=True))
+    return torch.cat([mean - top, std], dim=1) * LOUDNESS_SCALE
 
 
 def count_parameters(model: nn.Module) -> int:

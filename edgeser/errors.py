@@ -21,3 +21,7 @@ class ModelError(EdgeserError):
 
 class DeviceError(EdgeserError):
     """A live-audio device cannot be found or opened."""
+
+
+class ConfigError(EdgeserError, ValueError):
+    """A setting is out of range, of the wrong type, or unknown (window, hop, threads, TOML)."""

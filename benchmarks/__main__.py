@@ -1,0 +1,43 @@
+"""``python -m benchmarks [--quick] [--threads N] [--config TOML] [--out DIR]``: measure
+everything and write RESULTS.md, results.json and latency.png (default: into benchmarks/)."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import shlex
+import sys
+from pathlib import Path
+
+from .config import REPO, BenchConfig
+from .report import write_all
+from .run import run
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="seconds-long check run")
+    parser.add_argument("--threads", type=int, help="also measure on N threads (1 always)")
+    parser.add_argument("--config", type=Path, help="TOML file with a [bench] table")
+    parser.add_argument("--out", type=Path, help="output folder (default: benchmarks/)")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    config = BenchConfig.from_toml(args.config) if args.config else BenchConfig()
+    if args.quick:
+        config = config.quickened()
+    if args.threads is not None:
+        config = dataclasses.replace(config, threads=args.threads)
+    if args.out is not None:
+        config = dataclasses.replace(config, out_dir=str(args.out.resolve()))
+    command = shlex.join(["python", "-m", "benchmarks", *(sys.argv[1:] if argv is None else argv)])
+    results = run(config, command)
+    for path in write_all(results, config.path("out_dir")):
+        print(path.relative_to(REPO) if path.is_relative_to(REPO) else path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,220 @@
+"""Quality of the default model and its relatives on the dev split of each shared corpus.
+
+    python -m benchmarks.quality            (from the repository root)
+
+For the reference teacher, the fp32 student, the int8 student (through the edgeser runtime),
+a student trained on the labels without a teacher, and a loudness-only baseline: CCC per labelled
+dimension against the label targets (``edgeser.distill.targets``), the arousal AUC (anger,
+happiness, fear vs sadness, calm, neutral; baved high vs low) and the valence AUC (happiness vs
+anger, sadness, fear, disgust). Writes ``benchmarks/quality.md`` and ``benchmarks/quality.json``.
+Models whose files are missing are listed as not available.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from edgeser.distill.default_bundle import finite_or_null
+from edgeser.distill.manifest import ManifestRow
+from edgeser.distill.reference_train import corpus_rows
+from edgeser.distill.student import load_student
+from edgeser.distill.targets import DIMENSIONS, row_target, score_against_labels
+from edgeser.distill.teachers.reference import load_reference_teacher
+from tqdm import tqdm
+
+import edgeser
+from edgeser.audio import read_audio
+
+from .machine import machine_info
+
+REPO = Path(__file__).resolve().parents[1]
+CORPORA = ("ravdess", "baved", "turev")
+FRAME, HOP = 400, 160  # 25 ms frames every 10 ms for the loudness baseline
+Predictor = Callable[[list[np.ndarray]], np.ndarray]
+
+
+def mean_energy_db(audio: np.ndarray) -> float:
+    """Mean over 25 ms frames of the frame energy in dB (the loudness baseline's score)."""
+    if len(audio) < FRAME:
+        audio = np.pad(audio, (0, FRAME - len(audio)))
+    frames = np.lib.stride_tricks.sliding_window_view(audio, FRAME)[::HOP]
+    return float(np.mean(10 * np.log10(np.mean(frames.astype(np.float64) ** 2, axis=1) + 1e-10)))
+
+
+def loudness_baseline(train_rows: list[ManifestRow]) -> Predictor:
+    """Loudness mapped to each dimension by least squares on the train split's label targets
+    (the AUCs do not depend on that map; the CCCs need it to be on the targets' scale)."""
+    loud = np.array([mean_energy_db(read_audio(r.audio)) for r in tqdm(train_rows, "loudness")])
+    targets, masks = map(np.stack, zip(*(row_target(r) for r in train_rows), strict=True))
+    coef = []
+    for d in range(3):
+        keep = masks[:, d] > 0
+        coef.append(np.polyfit(loud[keep], targets[keep, d], 1))
+
+    def predict(audio: list[np.ndarray]) -> np.ndarray:
+        x = np.array([mean_energy_db(a) for a in audio])
+        return np.stack([np.polyval(c, x) for c in coef], axis=1)
+
+    return predict
+
+
+def with_random_gain(predictor: Predictor, max_db: float = 12.0, seed: int = 0) -> Predictor:
+    """The same predictor on clips played at a random gain (uniform +-``max_db`` dB each), as
+    a change of microphone gain or distance would: the models normalise every utterance and
+    do not notice; the loudness baseline does."""
+
+    def predict(audio: list[np.ndarray]) -> np.ndarray:
+        rng = np.random.default_rng(seed)
+        gains = 10 ** (rng.uniform(-max_db, max_db, len(audio)) / 20)
+        return predictor([(g * a).astype(np.float32) for g, a in zip(gains, audio, strict=True)])
+
+    return predict
+
+
+def torch_student(path: Path) -> Predictor:
+    """A student checkpoint run in torch (fp32), one clip at a time."""
+    model, _ = load_student(path)
+
+    def predict(audio: list[np.ndarray]) -> np.ndarray:
+        with torch.inference_mode():
+            return np.concatenate([model(torch.from_numpy(a)[None])[0].numpy() for a in audio])
+
+    return predict
+
+
+def runtime_model(path: Path) -> Predictor:
+    """An ONNX model through the edgeser runtime (``Model.predict`` on each whole clip); clips
+    shorter than the model's minimum are zero-padded to it."""
+    model = edgeser.load(path)
+    n_min = model.info.min_samples
+
+    def predict(audio: list[np.ndarray]) -> np.ndarray:
+        padded = (np.pad(a, (0, max(0, n_min - len(a)))) for a in audio)
+        return np.array([model.predict(a, 16_000).adv for a in padded])
+
+    return predict
+
+
+def reference_teacher(path: Path) -> Predictor:
+    teacher = load_reference_teacher(path)
+    return lambda audio: teacher(audio).adv
+
+
+def evaluate(predictor: Predictor, dev: dict[str, tuple[list[ManifestRow], list[np.ndarray]]]):
+    """Label scores per corpus and their mean CCC over corpora (``score``)."""
+    result: dict[str, Any] = {}
+    for corpus, (rows, audio) in dev.items():
+        result[corpus] = score_against_labels(np.asarray(predictor(audio)), rows)
+    result["score"] = float(np.mean([result[c]["ccc_mean"] for c in dev]))
+    return result
+
+
+def fmt(value: float | None) -> str:
+    return "-" if value is None or not np.isfinite(value) else f"{value:.3f}"
+
+
+def markdown(report: dict[str, Any]) -> str:
+    """The report as a markdown page: one table per corpus, then how it was made."""
+    m = report["machine"]
+    lines = [
+        "# Quality on the dev split of the shared corpora",
+        "",
+        f"Produced by `{report['command']}` on {m['date_utc']} ({m['cpu']}, "
+        f"{m['cores_logical']} cores, git {m['git']}) in {report['seconds']:.0f} s.",
+        "",
+        "CCC against the label targets of `edgeser.distill.targets` (Russell & Mehrabian 1977 "
+        "values of each category; baved: arousal only), only for labelled dimensions. AUCs do not "
+        "depend on that mapping: arousal = anger, happiness, fear vs sadness, calm, neutral "
+        "(baved: high vs low level); valence = happiness vs anger, sadness, fear, disgust. "
+        "`-` = not defined for that corpus. The dev split is speaker-disjoint from training "
+        "(turev: actor 1984, see `targets.split_of`).",
+        "",
+    ]
+    for name, note in report["not_available"].items():
+        lines.append(f"- {name}: not available ({note})")
+    for corpus in report["corpora"]:
+        lines += [
+            "",
+            f"## {corpus} ({report['dev_clips'][corpus]} dev clips)",
+            "",
+            "| model | CCC arousal | CCC dominance | CCC valence | AUC arousal | AUC valence |",
+            "| --- | --- | --- | --- | --- | --- |",
+        ]
+        for model, result in report["results"].items():
+            s = result[corpus]
+            cells = [fmt(s.get(f"ccc_{d}")) for d in DIMENSIONS]
+            cells += [fmt(s["auc_arousal"]), fmt(s["auc_valence"])]
+            lines.append(f"| {model} | " + " | ".join(cells) + " |")
+    lines += ["", "## Mean CCC over labelled dimensions, averaged over corpora", ""]
+    lines += ["| model | score |", "| --- | --- |"]
+    lines += [f"| {k} | {fmt(v['score'])} |" for k, v in report["results"].items()]
+    lines += ["", "## Models", ""]
+    lines += [f"- {k}: `{v}`" for k, v in report["models"].items()]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--corpora", default=str(REPO.parent / "shared" / "corpora"))
+    p.add_argument("--teacher", default="distill/weights/reference_teacher.pt")
+    p.add_argument("--student", default="runs/default/student/student.pt")
+    p.add_argument("--int8", default="edgeser/models/default.onnx")
+    p.add_argument("--no-teacher", default="runs/no_teacher/student/student.pt")
+    p.add_argument("--out", default="benchmarks/quality", help="writes OUT.md and OUT.json")
+    p.add_argument("--threads", type=int, default=1)
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    started = time.time()
+    if not Path(args.corpora, "ravdess").is_dir():
+        print(f"{args.corpora}: corpora not found", file=sys.stderr)
+        return 2
+    dev = {}
+    for corpus in CORPORA:
+        rows = corpus_rows(args.corpora, [corpus], "dev")
+        dev[corpus] = (rows, [read_audio(r.audio) for r in tqdm(rows, f"decode {corpus}")])
+    loaders: dict[str, tuple[str, Callable[[Path], Predictor]]] = {
+        "reference teacher": (args.teacher, reference_teacher),
+        "student fp32 (distilled)": (args.student, torch_student),
+        "student int8 (runtime)": (args.int8, runtime_model),
+        "student fp32 (labels, no teacher)": (args.no_teacher, torch_student),
+    }
+    results, models, missing = {}, {}, {}
+    for name, (path, loader) in loaders.items():
+        if not Path(path).is_file():
+            missing[name] = f"{path} is absent"
+            continue
+        print(f"scoring {name} ({path})", flush=True)
+        results[name], models[name] = evaluate(loader(Path(path)), dev), path
+    train_rows = corpus_rows(args.corpora, list(CORPORA), "train")
+    loudness = loudness_baseline(train_rows)
+    results["loudness baseline"] = evaluate(loudness, dev)
+    models["loudness baseline"] = "mean frame energy (dB), linear map fitted on the train split"
+    results["loudness baseline, random gain"] = evaluate(with_random_gain(loudness), dev)
+    models["loudness baseline, random gain"] = "the same on clips at a random gain (+-12 dB)"
+    report = {
+        "command": "python -m benchmarks.quality" + "".join(f" {a}" for a in (argv or [])),
+        "machine": machine_info(REPO),
+        "seconds": time.time() - started,
+        "corpora": list(CORPORA),
+        "dev_clips": {c: len(rows) for c, (rows, _) in dev.items()},
+        "results": results,
+        "models": models,
+        "not_available": missing,
+    }
+    text = json.dumps(finite_or_null(report), indent=2, allow_nan=False)
+    Path(args.out).with_suffix(".json").write_text(text + "\n")
+    Path(args.out).with_suffix(".md").write_text(markdown(report))
+    print(markdown(report))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,118 @@
+"""``edgeser-distill``: label, train, eval, or run all three from one TOML config.
+
+Every option of a stage is a field of its config dataclass and a command-line flag (generated
+from the dataclass, so the two cannot drift apart); flags override ``--config`` values.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+import typing
+from collections.abc import Sequence
+from typing import Any
+
+from edgeser.errors import EdgeserError
+
+from .config import EvalConfig, LabelConfig, RunConfig, TrainConfig, load_run_config
+
+STAGES: dict[str, type] = {"label": LabelConfig, "train": TrainConfig, "eval": EvalConfig}
+
+
+def add_config_flags(parser: argparse.ArgumentParser, cls: type, section: str, prefix: str = ""):
+    """One flag per dataclass field (nested dataclasses get a ``--<name>-`` prefix)."""
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        hint = hints[f.name]
+        dest = prefix + f.name
+        flag = "--" + dest.replace(".", "-").replace("_", "-")
+        help_text = f"TOML: [{section}] {dest}"
+        if dataclasses.is_dataclass(hint):
+            add_config_flags(parser, hint, section, dest + ".")
+        elif hint is bool:
+            parser.add_argument(flag, dest=dest, action=argparse.BooleanOptionalAction,
+                                default=argparse.SUPPRESS, help=help_text)  # fmt: skip
+        elif typing.get_origin(hint) is list:
+            (item,) = typing.get_args(hint)
+            nargs = 2 if item is float else "+"
+            parser.add_argument(flag, dest=dest, type=item, nargs=nargs,
+                                default=argparse.SUPPRESS, help=help_text)  # fmt: skip
+        else:
+            parser.add_argument(flag, dest=dest, type=hint, default=argparse.SUPPRESS,
+                                help=help_text)  # fmt: skip
+
+
+def apply_overrides(cfg: Any, overrides: dict[str, Any]) -> Any:
+    """Set dotted ``overrides`` (``augment.p_noise``) on a config object."""
+    for dest, value in overrides.items():
+        target = cfg
+        *parents, name = dest.split(".")
+        for p in parents:
+            target = getattr(target, p)
+        setattr(target, name, value)
+    return cfg
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="edgeser-distill",
+        description="Distil a speech emotion teacher into a Wav2Small student.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    helps = {
+        "label": "run the teacher over crops of the data and store its pseudo-labels",
+        "train": "train a student on a label store",
+        "eval": "CCC of a student vs its teacher (and human labels) on held-out crops",
+    }
+    for name, cls in STAGES.items():
+        p = sub.add_parser(name, help=helps[name], description=helps[name])
+        p.add_argument("--config", help="TOML file; its [label]/[train]/[eval] tables are read")
+        p.add_argument("--quiet", action="store_true", help="no progress bars")
+        add_config_flags(p, cls, name)
+    run = sub.add_parser("run", help="label, train and eval from one TOML config")
+    run.add_argument("config", help="TOML file with [label], [train] and [eval] tables")
+    run.add_argument("--quiet", action="store_true", help="no progress bars")
+    return parser
+
+
+def stage_config(args: argparse.Namespace) -> Any:
+    """The stage's config: the file's table (if any) with the flags applied on top."""
+    run = load_run_config(args.config) if args.config else RunConfig()
+    overrides = {k: v for k, v in vars(args).items() if k not in ("command", "config", "quiet")}
+    return apply_overrides(getattr(run, args.command), overrides)
+
+
+def run_stage(command: str, cfg: Any, progress: bool) -> None:
+    """Run one stage and print its outcome."""
+    from .evaluate import run_eval
+    from .label import run_label
+    from .train import run_train
+
+    if command == "label":  # on Ray when cfg.ray is set (run_label dispatches)
+        print(run_label(cfg, progress).summary())
+    elif command == "train":
+        report = run_train(cfg, progress)
+        print(f"student: {report.checkpoint} ({report.steps} steps, "
+              f"{report.crops_per_s:.0f} crops/s); dev CCC {report.dev_ccc}")  # fmt: skip
+    else:
+        print(run_eval(cfg, progress=False).table())
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "run":
+            run = load_run_config(args.config)
+            for stage in STAGES:
+                run_stage(stage, getattr(run, stage), not args.quiet)
+        else:
+            run_stage(args.command, stage_config(args), not args.quiet)
+    except (EdgeserError, OSError) as exc:
+        print(f"edgeser-distill: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,248 @@
+"""Train stage: fit a Wav2Small student to a store's pseudo-labels with a CCC loss.
+
+AdamW with linear warm-up and a cosine decay; batches hold crops of one length (the student
+normalises per utterance, so no padding is needed or wanted); everything is seeded. Every
+``checkpoint_every`` steps ``resume.pt`` (model, optimizer, scheduler, RNG, step) is replaced
+atomically, so a killed run continues where it stopped; ``last.pt``, ``best.pt`` (best dev CCC)
+and finally ``student.pt`` are ``save_student`` checkpoints that ``load_student`` reads.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from .config import ConfigError, TrainConfig
+from .data import Crop, CropAudio, split_crops
+from .evaluate import ccc_by_label, predict
+from .metrics import ccc_loss
+from .store import Labels, LabelStore, StoreError
+from .student import StudentConfig, Wav2Small, count_parameters, save_student
+from .teachers.loading import resolve_device, set_torch_threads
+
+RESUME_FILE = "resume.pt"
+
+
+@dataclass
+class TrainReport:
+    """Outcome of a training run."""
+
+    checkpoint: str
+    steps: int
+    n_train: int
+    n_dev: int
+    dev_ccc: dict[str, float]
+    crops_per_s: float
+
+
+def length_batches(crops: list[Crop], batch_size: int, rng: np.random.Generator) -> list[list[int]]:
+    """One epoch of shuffled batches, each of crops of a single length. A leftover batch of
+    one crop is dropped (its CCC is undefined); the shuffle varies who is left over."""
+    by_length: dict[int, list[int]] = {}
+    for i, c in enumerate(crops):
+        by_length.setdefault(c.length, []).append(i)
+    batches = []
+    for length in sorted(by_length):
+        idx = rng.permutation(by_length[length]).tolist()
+        batches += [idx[s : s + batch_size] for s in range(0, len(idx), batch_size)]
+    batches = [b for b in batches if len(b) >= 2]
+    return [batches[i] for i in rng.permutation(len(batches))]
+
+
+def warmup_cosine(total: int, warmup: int):
+    """LR factor: linear warm-up over ``warmup`` steps, then cosine decay to zero at ``total``."""
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = (step - warmup) / max(1, total - warmup)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+    return factor
+
+
+class Distiller:
+    """The state of one training run: data, model, optimiser, schedule and step."""
+
+    def __init__(self, cfg: TrainConfig, labels: Labels, teacher_id: str):
+        self.cfg = cfg
+        self.teacher_id = teacher_id
+        self.device = resolve_device(cfg.device)
+        train, dev = split_crops(labels.crops, cfg.dev_fraction)
+        if len(train) < 2:
+            raise StoreError(f"{cfg.store}: {len(train)} training crops; label more audio")
+        self.train, self.dev = labels.subset(train), labels.subset(dev)
+        self.audio = CropAudio(cache_mb=cfg.cache_mb)
+        torch.manual_seed(cfg.seed)
+        self.model = Wav2Small(StudentConfig.preset(cfg.student)).to(self.device)
+        self.optimizer = torch.optim.AdamW(
+            self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay
+        )
+        rng = np.random.default_rng(cfg.seed)
+        self.per_epoch = len(length_batches(self.train.crops, cfg.batch_size, rng))
+        if self.per_epoch == 0:
+            raise StoreError(f"{cfg.store}: no two training crops share a length; label more")
+        self.total = cfg.max_steps or cfg.epochs * self.per_epoch
+        warmup = int(cfg.warmup_fraction * self.total)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, warmup_cosine(self.total, warmup)
+        )
+        self.step = 0
+        self.best = -math.inf
+        self.dev_ccc: dict[str, float] = {}
+        self._epoch: tuple[int, list[list[int]]] = (-1, [])
+        self._dev_waves: list[np.ndarray] | None = None
+
+    @property
+    def out(self) -> Path:
+        return Path(self.cfg.out)
+
+    def batch(self, step: int) -> list[int]:
+        """The crops of ``step``: a pure function of the seed and the step, so resume is exact."""
+        epoch, index = divmod(step, self.per_epoch)
+        if self._epoch[0] != epoch:
+            rng = np.random.default_rng([self.cfg.seed, epoch])
+            self._epoch = (epoch, length_batches(self.train.crops, self.cfg.batch_size, rng))
+        return self._epoch[1][index]
+
+    def train_step(self, step: int) -> float:
+        idx = self.batch(step)
+        x = torch.from_numpy(np.stack([self.audio(self.train.crops[i]) for i in idx]))
+        y = torch.from_numpy(self.train.adv[idx])
+        pred, _ = self.model(x.to(self.device))
+        y = y.to(self.device)
+        known = torch.isfinite(y)  # label-target stores leave unlabelled dimensions NaN
+        y = torch.nan_to_num(y)
+        loss = ccc_loss(pred, y, known)
+        if self.cfg.mse_weight:
+            loss = loss + self.cfg.mse_weight * ((pred - y) ** 2)[known].mean()
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.clip_grad_norm)
+        self.optimizer.step()
+        self.scheduler.step()
+        return loss.item()
+
+    def evaluate(self) -> dict[str, float]:
+        """CCC per dimension against the teacher on the held-out crops ({} without any)."""
+        if len(self.dev) < 2:
+            return {}
+        if self._dev_waves is None:
+            self._dev_waves = [self.audio(c) for c in self.dev.crops]
+        pred = predict(self.model, self._dev_waves, self.dev.crops, 64, self.device)
+        return ccc_by_label(pred, self.dev.adv)
+
+    def meta(self) -> dict:
+        return {
+            "teacher_id": self.teacher_id,
+            "store": str(self.cfg.store),
+            "dev_fraction": self.cfg.dev_fraction,
+            "step": self.step,
+            "dev_ccc": self.dev_ccc,
+            "n_train": len(self.train),
+            "n_dev": len(self.dev),
+            "train_config": asdict(self.cfg),
+        }
+
+    def save(self) -> None:
+        """Write ``last.pt`` and then, atomically, the resume state."""
+        save_student(self.out / "last.pt", self.model, **self.meta())
+        state = {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "step": self.step,
+            "best": self.best,
+            "dev_ccc": self.dev_ccc,
+            "torch_rng": torch.get_rng_state(),
+            "teacher_id": self.teacher_id,
+            "student": self.cfg.student,
+            "total": self.total,
+        }
+        tmp = self.out / (RESUME_FILE + ".tmp")
+        torch.save(state, tmp)
+        tmp.replace(self.out / RESUME_FILE)
+
+    def resume(self) -> bool:
+        """Load ``resume.pt`` if present; ConfigError if it belongs to another run."""
+        path = self.out / RESUME_FILE
+        if not path.exists():
+            return False
+        state = torch.load(path, map_location="cpu", weights_only=True)  # RNG state stays on CPU
+        theirs = (state["teacher_id"], state["student"], state["total"])
+        ours = (self.teacher_id, self.cfg.student, self.total)
+        if theirs != ours:
+            raise ConfigError(
+                f"{path} is from another run (teacher, student, steps = {theirs}, now {ours}); "
+                "set resume = false or use another output folder"
+            )
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["torch_rng"])
+        self.step, self.best, self.dev_ccc = state["step"], state["best"], state["dev_ccc"]
+        return True
+
+    def maybe_keep_best(self) -> None:
+        score = self.dev_ccc.get("mean", -math.inf)
+        if score > self.best:
+            self.best = score
+            save_student(self.out / "best.pt", self.model, **self.meta())
+
+
+def run_train(cfg: TrainConfig, progress: bool = True) -> TrainReport:
+    """Train (or resume) a student on the labels in ``cfg.store``; writes ``out/student.pt``."""
+    cfg.validate()
+    set_torch_threads(cfg.num_threads)
+    store = LabelStore.open(cfg.store)
+    labels = store.read()
+    if len(labels) == 0:
+        raise StoreError(f"{cfg.store}: the store is empty (run the label stage first)")
+    run = Distiller(cfg, labels, store.teacher_id)
+    run.out.mkdir(parents=True, exist_ok=True)
+    resumed = cfg.resume and run.resume()
+    if not resumed:
+        (run.out / "best.pt").unlink(missing_ok=True)  # from an earlier run
+    if progress:
+        n = count_parameters(run.model)
+        print(
+            f"{cfg.student}: {n} parameters; {len(run.train)} train / {len(run.dev)} held-out "
+            f"crops; {run.total} steps{f', resuming at {run.step}' if resumed else ''}",
+            file=sys.stderr,
+        )
+    run.model.train()
+    seen, busy, loss_avg = 0, 0.0, None
+    with tqdm(total=run.total, initial=run.step, desc="train", disable=not progress) as bar:
+        while run.step < run.total:
+            tick = time.perf_counter()
+            loss = run.train_step(run.step)
+            busy += time.perf_counter() - tick
+            seen += len(run.batch(run.step))
+            run.step += 1
+            loss_avg = loss if loss_avg is None else 0.9 * loss_avg + 0.1 * loss
+            if run.step % cfg.eval_every == 0 or run.step == run.total:
+                run.dev_ccc = run.evaluate()
+                run.maybe_keep_best()
+            if run.step % cfg.checkpoint_every == 0 or run.step == run.total:
+                run.save()
+            bar.update(1)
+            bar.set_postfix(
+                loss=f"{loss_avg:.3f}",
+                dev_ccc=f"{run.dev_ccc.get('mean', float('nan')):.3f}",
+                crops_s=f"{seen / max(busy, 1e-9):.0f}",
+            )
+    final = run.out / "student.pt"
+    best = run.out / "best.pt"
+    shutil.copyfile(best if best.exists() else run.out / "last.pt", final.with_suffix(".tmp"))
+    final.with_suffix(".tmp").replace(final)
+    return TrainReport(
+        str(final), run.step, len(run.train), len(run.dev), run.dev_ccc, seen / max(busy, 1e-9)
+    )

@@ -1,0 +1,228 @@
+"""The ``edgeser`` command: score files, stream live audio, list devices, describe a model.
+
+Exit codes: 0 success; 1 some files could not be scored (each reported on stderr, the others
+scored); 2 an error that stops the command (bad model, device, flag or config), on one line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+from . import __version__
+from .audio import find_audio_files
+from .config import RuntimeConfig
+from .contract import CONTRACT_VERSION, SAMPLE_RATE
+from .display import CsvRows, JsonLines, JsonRows, LiveBars, RowWriter, TableRows
+from .errors import AudioFileError, ConfigError, EdgeserError
+from .model import Model, load
+from .sources import DeviceSource, FileSource, input_devices
+from .stream import Stream
+
+PROG = "edgeser"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit code."""
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format=f"{PROG}: %(message)s")
+    try:
+        return args.command(args)
+    except EdgeserError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:  # `edgeser ... | head`: the reader left; not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+
+
+def score(args: argparse.Namespace) -> int:
+    """Score files and folders; one row per file (or per window) on stdout."""
+    config = _config(args)
+    model = load(config.model, threads=config.threads)
+    window, hop = model.window_hop(config.window_s, config.hop_s)
+    vad = config.energy_vad()
+    files = find_audio_files(args.paths)
+    if not files:
+        raise AudioFileError(f"no audio files found in {', '.join(args.paths)}")
+    writer = _row_writer(args.format, [str(f) for f in files])
+    failed = 0
+    for path in files:
+        try:
+            result = model.score_file(path, window, hop, vad)
+        except AudioFileError as exc:
+            print(f"{PROG}: {exc}", file=sys.stderr)
+            failed += 1
+            continue
+        if not result.aggregate.voiced:
+            print(f"{PROG}: {path}: no speech found (values left empty)", file=sys.stderr)
+        for reading in result.windows if args.per_window else [result.aggregate]:
+            writer.write(str(path), reading)
+        sys.stdout.flush()
+    return 1 if failed else 0
+
+
+def stream(args: argparse.Namespace) -> int:
+    """Stream readings from a device or a file until it ends, --duration, or Ctrl-C."""
+    if args.realtime and not args.from_file:
+        raise ConfigError("--realtime paces --from-file; give a file with it")
+    if args.from_file and args.device is not None:
+        raise ConfigError("give --device or --from-file, not both")
+    config = _config(args)
+    model = load(config.model, threads=config.threads)
+    if args.from_file:
+        source = FileSource(args.from_file, realtime=args.realtime, block_s=config.block_s)
+    else:
+        source = DeviceSource(config.device, block_s=config.block_s)
+    live = Stream(
+        model,
+        source,
+        window=config.window_s,
+        hop=config.hop_s,
+        vad=config.energy_vad(),
+        smoothing=config.smoothing,
+        max_pending=config.max_pending,
+    )
+    fmt = args.format
+    if fmt == "auto":
+        fmt = "bars" if sys.stdout.isatty() else "jsonl"
+    display = LiveBars(sys.stdout) if fmt == "bars" else JsonLines(sys.stdout)
+    try:
+        with live:
+            for reading in live:
+                display.show(reading)
+                if args.duration is not None and reading.end_s >= args.duration:
+                    break
+    except KeyboardInterrupt:
+        pass  # Ctrl-C is how a live stream ends
+    finally:
+        display.close()
+        print(f"{PROG}: stream stopped: {live.stats.summary()}", file=sys.stderr)
+    return 0
+
+
+def devices(args: argparse.Namespace) -> int:
+    """List the input devices PortAudio sees (* marks the default)."""
+    found = input_devices()
+    if not found:
+        print("no audio input devices found", file=sys.stderr)
+    for d in found:
+        mark = "*" if d["is_default"] else " "
+        print(
+            f"{mark} {d['index']:>3}  {d['name']}  ({d['hostapi']}, "
+            f"{d['channels']} ch, {d['default_rate']} Hz)"
+        )
+    return 0
+
+
+def info(args: argparse.Namespace) -> int:
+    """Print a model's contract metadata, signature and model card."""
+    model = load(args.model)
+    print(_describe(model))
+    return 0
+
+
+def _describe(model: Model) -> str:
+    """The text of ``edgeser info``."""
+    i = model.info
+    size_kb = model.path.stat().st_size / 1024
+    lines = [
+        f"model:         {model.path} ({size_kb:.1f} KB)",
+        f"version:       {i.model_version}",
+        f"teacher:       {i.teacher}",
+        f"contract:      v{CONTRACT_VERSION}: mono float32 at {SAMPLE_RATE} Hz in, "
+        f"{', '.join(i.labels)} out",
+        f"window / hop:  {i.window_s:g} s / {i.hop_s:g} s (minimum input {i.min_samples} samples)",
+        f"embedding:     {model.embedding_size or 'none'}",
+        *(f"  {name}: {sig}" for name, sig in model.signature.items()),
+        "model card:",
+        json.dumps(i.card, indent=2, sort_keys=True),
+    ]
+    return "\n".join(lines)
+
+
+def _config(args: argparse.Namespace) -> RuntimeConfig:
+    """Settings from --config (if given), overridden by the flags that were given."""
+    config = RuntimeConfig.from_toml(args.config) if args.config else RuntimeConfig()
+    flags = {
+        "model": args.model,
+        "threads": args.threads,
+        "window_s": args.window,
+        "hop_s": args.hop,
+        "vad": False if args.no_vad else None,
+        "vad_threshold_db": args.vad_threshold,
+        "smoothing": getattr(args, "smoothing", None),
+        "device": getattr(args, "device", None),
+    }
+    return config.updated(flags, source="command line")
+
+
+def _row_writer(fmt: str, files: list[str]) -> RowWriter:
+    """The writer of ``score --format``."""
+    if fmt == "csv":
+        return CsvRows(sys.stdout)
+    if fmt == "jsonl":
+        return JsonRows(sys.stdout)
+    return TableRows(sys.stdout, max(map(len, files)))
+
+
+def _parser() -> argparse.ArgumentParser:
+    """The argument parser of all sub-commands."""
+    parser = argparse.ArgumentParser(
+        prog=PROG, description="Arousal, dominance and valence from a voice, on device."
+    )
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--model", help="ONNX model file (default: the bundled model)")
+    common.add_argument("--config", help="TOML file of settings (flags override it)")
+    common.add_argument("--threads", type=_positive_int, help="CPU threads (default 1)")
+    common.add_argument("--window", type=_positive_float, help="window, s (default: model's)")
+    common.add_argument("--hop", type=_positive_float, help="hop, s (default: model's)")
+    common.add_argument("--no-vad", action="store_true", help="score windows without speech too")
+    common.add_argument("--vad-threshold", type=float, help="speech level, dBFS (default -45)")
+
+    p = commands.add_parser("score", parents=[common], help="score audio files and folders")
+    p.add_argument("paths", nargs="+", metavar="PATH", help="audio files or folders (walked)")
+    p.add_argument("--format", choices=("csv", "jsonl", "table"), default="csv")
+    p.add_argument("--per-window", action="store_true", help="one row per window, not per file")
+    p.set_defaults(command=score)
+
+    p = commands.add_parser("stream", parents=[common], help="live readings from a device")
+    p.add_argument("--device", help="input device index or name (see `edgeser devices`)")
+    p.add_argument("--from-file", metavar="F", help="stream an audio file instead of a device")
+    p.add_argument("--realtime", action="store_true", help="play --from-file at real-time pace")
+    p.add_argument("--format", choices=("auto", "bars", "jsonl"), default="auto",
+                   help="auto: bars on a terminal, JSON lines when piped")  # fmt: skip
+    p.add_argument("--smoothing", type=_positive_float, help="EMA factor in (0, 1]")
+    p.add_argument("--duration", type=_positive_float, help="stop after this many seconds")
+    p.set_defaults(command=stream)
+
+    p = commands.add_parser("devices", help="list audio input devices")
+    p.set_defaults(command=devices)
+
+    p = commands.add_parser("info", help="print a model's contract and model card")
+    p.add_argument("model", nargs="?", metavar="MODEL", help="ONNX file (default: bundled)")
+    p.set_defaults(command=info)
+    return parser
+
+
+def _positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    """argparse type: a number > 0."""
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+    return value

@@ -1,0 +1,94 @@
+"""Runtime settings: one typed dataclass, loadable from TOML, overridden by command-line flags."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import types
+import typing
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import ConfigError
+from .vad import EnergyVad
+
+
+@dataclass(frozen=True)
+class RuntimeConfig:
+    """Settings of ``edgeser score`` and ``edgeser stream`` (None: the model's or the default)."""
+
+    model: str | None = None  # ONNX file; None: the bundled default model
+    threads: int = 1  # onnxruntime intra-op threads (1 suits a Raspberry Pi)
+    window_s: float | None = None  # None: the model's recommended window
+    hop_s: float | None = None  # None: the model's recommended hop
+    vad: bool = True  # gate windows with the energy VAD (False: score every window)
+    vad_threshold_db: float = EnergyVad.threshold_db  # frame level counted as speech, dBFS
+    vad_min_voiced: float = EnergyVad.min_voiced  # share of speech frames for a voiced window
+    smoothing: float | None = None  # stream only: EMA factor in (0, 1]
+    device: int | str | None = None  # stream only: input device index or name; None: the default
+    block_s: float = 0.05  # stream only: audio block length
+    max_pending: int = 64  # stream only: blocks queued for the worker before dropping
+
+    def __post_init__(self) -> None:
+        hints = typing.get_type_hints(type(self))
+        for f in dataclasses.fields(self):
+            _check_type(f.name, getattr(self, f.name), hints[f.name])
+        if self.threads < 1:
+            raise ConfigError(f"threads must be at least 1, got {self.threads}")
+        if self.block_s <= 0:
+            raise ConfigError(f"block_s must be positive, got {self.block_s}")
+
+    @classmethod
+    def from_toml(cls, path: str | os.PathLike[str]) -> RuntimeConfig:
+        """Read settings from a TOML file of top-level keys; an unknown key is a ConfigError."""
+        try:
+            import tomllib
+        except ModuleNotFoundError:  # Python 3.10
+            try:
+                import tomli as tomllib
+            except ModuleNotFoundError:
+                raise ConfigError("TOML needs Python 3.11+ or `pip install tomli`") from None
+        try:
+            with open(path, "rb") as f:
+                data = tomllib.load(f)
+        except OSError as exc:
+            raise ConfigError(f"{path}: cannot read config ({exc.strerror})") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+        return cls().updated(data, source=str(path))
+
+    def updated(self, values: dict[str, Any], source: str = "settings") -> RuntimeConfig:
+        """A copy with ``values`` set (None values are skipped: "not given on the command line")."""
+        known = {f.name for f in dataclasses.fields(self)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ConfigError(
+                f"{source}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
+            )
+        return dataclasses.replace(self, **{k: v for k, v in values.items() if v is not None})
+
+    def energy_vad(self) -> EnergyVad | None:
+        """The voice-activity gate these settings ask for (None: no gating)."""
+        if not self.vad:
+            return None
+        try:
+            return EnergyVad(threshold_db=self.vad_threshold_db, min_voiced=self.vad_min_voiced)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+
+
+def _check_type(name: str, value: object, hint: Any) -> None:
+    """Raise ConfigError unless ``value`` fits ``hint`` (an int passes for a float, a bool
+    passes for nothing but a bool)."""
+    allowed = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+    for kind in allowed:
+        if kind is type(None):
+            fits = value is None
+        elif kind is bool or isinstance(value, bool):
+            fits = kind is bool and isinstance(value, bool)
+        else:
+            fits = isinstance(value, kind) or (kind is float and isinstance(value, int))
+        if fits:
+            return
+    expected = " or ".join("None" if k is type(None) else k.__name__ for k in allowed)
+    raise ConfigError(f"{name} must be {expected}, got {value!r}")

@@ -1,0 +1,245 @@
+"""Load an edgeser ONNX model (checked against the contract) and score clips and files with it."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from .audio import (
+    ALL_ZEROS,
+    StreamingResampler,
+    as_mono_float32,
+    read_blocks,
+    require_length,
+    require_scorable,
+    to_mono_float32,
+)
+from .contract import (
+    INPUT_NAME,
+    OUTPUT_ADV,
+    OUTPUT_EMBEDDING,
+    SAMPLE_RATE,
+    ModelInfo,
+    parse_metadata,
+)
+from .errors import AudioError, AudioFileError, ConfigError, ModelError
+from .incremental import IncrementalGraph, IncrementalScorer
+from .readings import FileScore, Reading, aggregate
+from .scoring import Scorer, WindowScorer
+from .vad import EnergyVad
+
+DEFAULT_MODEL = Path(__file__).parent / "models" / "default.onnx"
+DEFAULT_VAD = EnergyVad()
+
+
+class Model:
+    """An edgeser model in an onnxruntime CPU session: ``predict`` a clip, ``score_file`` a file,
+    or hand its ``scorer`` to a ``Stream``. Build it with ``edgeser.load``."""
+
+    def __init__(self, session: ort.InferenceSession, path: Path, info: ModelInfo) -> None:
+        self._session = session
+        self.path = path
+        self.info = info
+        # The streaming-native graph beside the model file, if it ships one (``load`` sets it).
+        self.incremental: IncrementalGraph | None = None
+        outputs = {o.name: o for o in session.get_outputs()}
+        self.embedding_size: int | None = None
+        self._output_names = [OUTPUT_ADV]
+        if OUTPUT_EMBEDDING in outputs:
+            self._output_names.append(OUTPUT_EMBEDDING)
+            size = outputs[OUTPUT_EMBEDDING].shape[1]
+            self.embedding_size = size if isinstance(size, int) else None
+
+    def __repr__(self) -> str:
+        return f"Model({str(self.path)!r}, version={self.info.model_version!r})"
+
+    @property
+    def signature(self) -> dict[str, str]:
+        """The graph's inputs and outputs as ``name: type shape``, for ``edgeser info``."""
+        nodes = [*self._session.get_inputs(), *self._session.get_outputs()]
+        return {n.name: f"{n.type} {list(n.shape)}" for n in nodes}
+
+    def predict(self, signal: np.ndarray, sampling_rate: int) -> Reading:
+        """Score one clip as a whole (no voice gating): A/D/V, and the embedding if the model
+        has one. Any rate, int or float PCM, mono or stereo; raises AudioError for audio that
+        is empty, shorter than the model's minimum, non-finite, all zeros or of a bad dtype."""
+        x = to_mono_float32(signal, sampling_rate)
+        require_scorable(x, self.info.min_samples)
+        return self.score_window(x)
+
+    def score_file(
+        self,
+        path: str | os.PathLike[str],
+        window: float | None = None,
+        hop: float | None = None,
+        vad: EnergyVad | None = DEFAULT_VAD,
+    ) -> FileScore:
+        """Score a file window by window (window/hop in seconds; default: the model's).
+
+        Windows end at window, window + hop, ...; a last window aligned to the end of the file
+        covers any tail, and a file shorter than one window is one window (scored exactly like
+        ``predict`` on it). The file is read in blocks, so its length does not cost memory.
+        The aggregate is the mean over voiced windows (see ``readings.aggregate``).
+        """
+        path = Path(path)
+        scorer = self.scorer(window, hop, vad)
+        rate, blocks = read_blocks(path)
+        resampler = StreamingResampler(rate)
+        windows: list[Reading] = []
+        n_samples, heard = 0, False
+        try:
+            for block in blocks:
+                x = resampler.process(as_mono_float32(block, channels_last=True))
+                heard = heard or bool(np.any(x))
+                n_samples += x.size
+                windows += scorer.push(x)
+            tail = resampler.flush()
+            n_samples += tail.size
+            windows += scorer.push(tail) + scorer.flush()
+            require_length(n_samples, self.info.min_samples)
+            if not heard:
+                raise AudioError(ALL_ZEROS)
+        except AudioFileError:
+            raise
+        except AudioError as exc:
+            raise AudioFileError(f"{path}: {exc}") from None
+        duration = n_samples / SAMPLE_RATE
+        return FileScore(path, duration, windows, aggregate(windows, 0.0, duration))
+
+    def scorer(
+        self,
+        window: float | None = None,
+        hop: float | None = None,
+        vad: EnergyVad | None = DEFAULT_VAD,
+    ) -> Scorer:
+        """A fresh window scorer (window/hop in seconds; default: the model's), for a Stream:
+        incremental when the model ships a streaming graph that supports window and hop,
+        else re-scoring each window."""
+        window, hop = self.window_hop(window, hop)
+        if self.incremental is not None and self.incremental.spec.supports(window, hop):
+            return IncrementalScorer(
+                self.incremental, self.score_window, window, hop, self.info.min_samples, vad
+            )
+        return WindowScorer(self.score_window, window, hop, self.info.min_samples, vad)
+
+    def window_hop(self, window: float | None, hop: float | None) -> tuple[float, float]:
+        """Window and hop in seconds (None: the model's), checked: ConfigError if the window is
+        shorter than the model's minimum input or the hop is not in (0, window]."""
+        window = self.info.window_s if window is None else float(window)
+        hop = self.info.hop_s if hop is None else float(hop)
+        if window * SAMPLE_RATE < self.info.min_samples:
+            raise ConfigError(
+                f"window {window} s is shorter than the model's minimum "
+                f"{self.info.min_samples / SAMPLE_RATE} s"
+            )
+        if not 0 < hop <= window:
+            raise ConfigError(f"hop {hop} s must be > 0 and <= the window ({window} s)")
+        return window, hop
+
+    def _self_test(self) -> None:
+        """Score a short tone once, so that a graph that cannot run or gives the wrong output
+        shapes fails at load time with a ModelError rather than mid-stream."""
+        n = self.info.min_samples
+        tone = (0.1 * np.sin(2 * np.pi * 220 * np.arange(n) / SAMPLE_RATE)).astype(np.float32)
+        outputs = self._run(tone)
+        if outputs[0].shape != (1, 3):
+            raise ModelError(f"{self.path}: {OUTPUT_ADV!r} came out {outputs[0].shape}, not (1, 3)")
+        if len(outputs) > 1 and (outputs[1].ndim != 2 or outputs[1].shape[0] != 1):
+            raise ModelError(f"{self.path}: {OUTPUT_EMBEDDING!r} came out {outputs[1].shape}")
+
+    def _run(self, samples: np.ndarray) -> list[np.ndarray]:
+        """The graph's outputs for one window; onnxruntime failures become a ModelError."""
+        batch = np.ascontiguousarray(samples, dtype=np.float32)[np.newaxis, :]
+        try:
+            return self._session.run(self._output_names, {INPUT_NAME: batch})
+        except Exception as exc:  # onnxruntime raises its own untyped errors
+            raise ModelError(
+                f"{self.path.name} failed on {samples.size} samples: {_first_line(exc)}"
+            ) from None
+
+    def score_window(self, samples: np.ndarray, start_s: float = 0.0) -> Reading:
+        """Run the model on one 16 kHz mono float32 window, unchecked (callers check it)."""
+        outputs = self._run(samples)
+        adv = outputs[0][0]
+        embedding = outputs[1][0] if len(outputs) > 1 else None
+        end_s = start_s + samples.size / SAMPLE_RATE
+        return Reading(start_s, end_s, *map(float, adv), voiced=True, embedding=embedding)
+
+
+def load(path: str | os.PathLike[str] | None = None, threads: int = 1) -> Model:
+    """Load an edgeser ONNX model (default: the bundled one) for scoring on ``threads`` CPU
+    threads (1 suits a Raspberry Pi). Raises ModelError for a missing file, a file that is not
+    ONNX, or a model that does not follow the contract in ``edgeser.contract``."""
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise ConfigError(f"threads must be a positive integer, got {threads!r}")
+    if path is None:
+        if not DEFAULT_MODEL.exists():
+            raise ModelError(
+                "no default model is bundled with this edgeser install "
+                f"({DEFAULT_MODEL} is absent); pass a model file: "
+                "edgeser.load('model.onnx'), or --model model.onnx on the command line"
+            )
+        path = DEFAULT_MODEL
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError(f"{path}: no such model file")
+    session = _open_session(path, threads)
+    info = _check_contract(session, path)
+    model = Model(session, path, info)
+    model._self_test()
+    model.incremental = IncrementalGraph.beside(path, lambda p: _open_session(p, threads))
+    return model
+
+
+def _open_session(path: Path, threads: int) -> ort.InferenceSession:
+    """A quiet CPU session with ``threads`` intra-op threads that do not spin between hops."""
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.log_severity_level = 3  # errors only: no warnings on the console
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    try:
+        return ort.InferenceSession(
+            str(path), sess_options=options, providers=["CPUExecutionProvider"]
+        )
+    except Exception as exc:  # onnxruntime's load errors share no useful base class
+        raise ModelError(f"{path}: not a loadable ONNX model ({_first_line(exc)})") from None
+
+
+def _check_contract(session: ort.InferenceSession, path: Path) -> ModelInfo:
+    """The model's contract metadata, after checking its inputs and outputs against it."""
+    try:
+        info = parse_metadata(session.get_modelmeta().custom_metadata_map)
+    except ValueError as exc:
+        raise ModelError(f"{path}: not an edgeser model: {exc}") from None
+    inputs = session.get_inputs()
+    if [i.name for i in inputs] != [INPUT_NAME]:
+        raise ModelError(
+            f"{path}: inputs are {[i.name for i in inputs]}; the contract wants one input "
+            f"{INPUT_NAME!r} [batch, samples] float32"
+        )
+    if inputs[0].type != "tensor(float)" or len(inputs[0].shape) != 2:
+        raise ModelError(
+            f"{path}: input {INPUT_NAME!r} is {inputs[0].type} {inputs[0].shape}, "
+            "not float32 [batch, samples]"
+        )
+    outputs = {o.name: o for o in session.get_outputs()}
+    if OUTPUT_ADV not in outputs:
+        raise ModelError(f"{path}: no output {OUTPUT_ADV!r}; outputs are {sorted(outputs)}")
+    for name in (OUTPUT_ADV, OUTPUT_EMBEDDING):
+        if name in outputs and len(outputs[name].shape) != 2:
+            raise ModelError(f"{path}: output {name!r} has shape {outputs[name].shape}, not 2-D")
+    adv_size = outputs[OUTPUT_ADV].shape[1]
+    if isinstance(adv_size, int) and adv_size != 3:
+        raise ModelError(f"{path}: output {OUTPUT_ADV!r} has {adv_size} values, not 3 (A, D, V)")
+    return info
+
+
+def _first_line(exc: Exception) -> str:
+    """The first non-empty line of an exception's message (onnxruntime's run to pages)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[0] if lines else type(exc).__name__

@@ -1,0 +1,245 @@
+"""Live scoring: audio blocks -> ring buffer -> a reading every hop, on a worker thread.
+
+The source's thread only hands blocks over. The worker validates each block (a bad one is
+counted, logged and skipped), down-mixes, resamples to 16 kHz in streaming fashion, and pushes
+the audio into the model's ``Scorer``, which gates each window with the VAD and scores it.
+Readings go to the callback if one is given, else to the iterator.
+
+Back-pressure, for a live source (which never waits): when scoring falls behind, so that more
+than a hop of newer audio is already queued, the windows due meanwhile are skipped (counted)
+and the audio still goes into the buffer: readings stay current and windows stay whole. Only if
+the worker stalls until ``max_pending`` blocks are queued are blocks dropped (counted); a gap
+(dropped or bad blocks) restarts the buffer at the next block, so no window ever spans one.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
+from typing import Any
+
+from .audio import StreamingResampler, as_mono_float32
+from .errors import ConfigError, EdgeserError
+from .model import DEFAULT_VAD, Model
+from .readings import Reading
+from .sources import AudioSource, DeviceSource, frame_count
+from .vad import EnergyVad
+
+logger = logging.getLogger(__name__)
+
+_END = object()  # end of the source (in the block queue) or of the readings (in theirs)
+
+
+@dataclass
+class StreamStats:
+    """Counters of a stream; each is written by one thread only."""
+
+    blocks: int = 0  # blocks the source delivered
+    dropped_blocks: int = 0  # ... that the worker had no room for (it stalled)
+    bad_blocks: int = 0  # ... that were unusable (NaN/inf, wrong shape or dtype) and skipped
+    overflows: int = 0  # times the device reported lost input
+    readings: int = 0  # readings produced
+    voiced: int = 0  # ... of which voiced (scored as speech)
+    skipped_windows: int = 0  # windows not scored because newer audio was waiting
+    callback_errors: int = 0  # exceptions raised by the user's callback (logged)
+
+    def summary(self) -> str:
+        """One line for the end of a stream."""
+        return (
+            f"{self.readings} readings ({self.voiced} voiced), {self.skipped_windows} skipped "
+            f"windows, {self.dropped_blocks} dropped blocks, {self.overflows} overflows, "
+            f"{self.bad_blocks} bad blocks"
+        )
+
+
+class Stream:
+    """Scores live audio: ``with Stream(model, source) as s: for reading in s: ...``.
+
+    ``source`` is a ``DeviceSource`` (None: the default input device), a ``FileSource`` or a
+    ``BlockSource``. ``window``/``hop`` in seconds default to the model's. ``vad`` gates
+    windows (None: score every window). ``smoothing`` is an EMA factor in (0, 1] applied to
+    consecutive voiced readings (1 or None: no smoothing). ``max_pending`` blocks wait for the
+    worker before a live source's blocks are dropped.
+    """
+
+    def __init__(
+        self,
+        model: Model,
+        source: AudioSource | None = None,
+        *,
+        window: float | None = None,
+        hop: float | None = None,
+        vad: EnergyVad | None = DEFAULT_VAD,
+        smoothing: float | None = None,
+        callback: Callable[[Reading], object] | None = None,
+        max_pending: int = 64,
+    ) -> None:
+        if smoothing is not None and not 0.0 < smoothing <= 1.0:
+            raise ConfigError(f"smoothing must be in (0, 1], got {smoothing}")
+        if max_pending < 1:
+            raise ConfigError(f"max_pending must be at least 1, got {max_pending}")
+        self.source = DeviceSource() if source is None else source
+        self.stats = StreamStats()
+        self.error: BaseException | None = None
+        self._scorer = model.scorer(window, hop, vad)
+        self._resampler = StreamingResampler(self.source.sampling_rate)
+        self._smoothing = smoothing
+        self._smoothed: tuple[float, float, float] | None = None
+        self._callback = callback
+        self._blocks: queue.Queue[Any] = queue.Queue(maxsize=max_pending)
+        self._readings: queue.Queue[Any] = queue.Queue()
+        self._next_frame = 0  # source frame at which the next delivered block starts
+        self._stopping = threading.Event()
+        self._worker = threading.Thread(target=self._work, name="edgeser-stream", daemon=True)
+        self._started = False
+
+    # -- control ---------------------------------------------------------------------------
+
+    def start(self) -> Stream:
+        """Start the worker, then the source."""
+        if not self._started:
+            self._started = True
+            self._worker.start()
+            try:
+                self.source.start(self)
+            except BaseException:
+                self.stop()
+                raise
+        return self
+
+    def stop(self) -> None:
+        """Stop the source and the worker (no flush: readings still queued remain)."""
+        self._stopping.set()
+        self.source.stop()
+        if self._worker.is_alive() and self._worker is not threading.current_thread():
+            self._worker.join(timeout=5)
+        self._readings.put(_END)
+
+    def join(self, timeout: float | None = None) -> bool:
+        """Wait for the source to end and its last reading to be delivered; True if it has."""
+        if self._started:
+            self._worker.join(timeout)
+        return self._started and not self._worker.is_alive()
+
+    def __enter__(self) -> Stream:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def __iter__(self) -> Iterator[Reading]:
+        """The readings as they come, until the source ends or the stream is stopped; re-raises
+        the error that broke the source off, if any."""
+        self.start()
+        while (item := self._readings.get()) is not _END:
+            yield item
+        self._readings.put(_END)  # a second iterator ends too
+        if self.error is not None:
+            raise self.error
+
+    # -- the source's side (BlockSink): never waits when the source is live ------------------
+
+    def block(self, data: Any) -> None:
+        """Queue one block with its position in the source (drop and count if no room)."""
+        item = (self._next_frame, data)
+        self._next_frame += frame_count(data)
+        self.stats.blocks += 1
+        if self.source.live:
+            try:
+                self._blocks.put_nowait(item)
+            except queue.Full:
+                self.stats.dropped_blocks += 1
+        else:
+            self._put_unless_stopping(item)
+
+    def overflow(self) -> None:
+        """Count input lost by the device."""
+        self.stats.overflows += 1
+
+    def end(self, error: BaseException | None = None) -> None:
+        """The source ended (with ``error`` if it broke off): flush and finish."""
+        if error is not None:
+            logger.error("audio source broke off: %s", error)
+            self.error = error
+        self._put_unless_stopping(_END)
+
+    def _put_unless_stopping(self, item: object) -> None:
+        """Wait for room in the block queue, giving up when the stream is stopped."""
+        while not self._stopping.is_set():
+            try:
+                self._blocks.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    # -- the worker --------------------------------------------------------------------------
+
+    def _work(self) -> None:
+        """Turn queued blocks into readings until the source ends or the stream stops."""
+        expected: int | None = 0  # frame the next block must start at to continue the signal
+        try:
+            while not self._stopping.is_set():
+                try:
+                    item = self._blocks.get(timeout=0.1)
+                except queue.Empty:
+                    continue
+                if item is _END:
+                    self._flush()
+                    break
+                frame, data = item
+                expected = self._process(frame, data, expected)
+        except Exception as exc:  # the model failed (ModelError), or a bug: end and re-raise
+            logger.exception("stream worker failed")
+            self.error = exc
+        finally:
+            self._readings.put(_END)
+
+    def _process(self, frame: int, data: Any, expected: int | None) -> int | None:
+        """Score one block; returns the frame the next block must start at (None: a gap)."""
+        try:
+            samples = as_mono_float32(data, channels_last=True)
+        except EdgeserError as exc:
+            self.stats.bad_blocks += 1
+            count = self.stats.bad_blocks
+            if count & (count - 1) == 0:  # log the 1st, 2nd, 4th, 8th, ...: no flood
+                logger.warning("skipped bad audio block (%d so far): %s", count, exc)
+            return None
+        rate = self.source.sampling_rate
+        if frame != expected:  # blocks were dropped or skipped: start the signal afresh
+            self._resampler.reset()
+            self._scorer.reset(frame / rate)
+        resampled = self._resampler.process(samples)
+        queued_s = self._blocks.qsize() * samples.size / rate
+        if self.source.live and queued_s > self._scorer.hop_s:  # behind: these windows are stale
+            self.stats.skipped_windows += self._scorer.skip(resampled)
+        else:
+            for reading in self._scorer.push(resampled):
+                self._deliver(reading)
+        return frame + samples.size
+
+    def _flush(self) -> None:
+        """At the end of the source: score the not yet covered tail."""
+        for reading in self._scorer.push(self._resampler.flush()) + self._scorer.flush():
+            self._deliver(reading)
+
+    def _deliver(self, reading: Reading) -> None:
+        """Smooth, count, and hand a reading to the callback or the iterator."""
+        if reading.voiced and self._smoothing is not None:
+            a = self._smoothing
+            prev = self._smoothed or reading.adv
+            adv = tuple(a * new + (1 - a) * old for new, old in zip(reading.adv, prev, strict=True))
+            self._smoothed = adv
+            reading = replace(reading, arousal=adv[0], dominance=adv[1], valence=adv[2])
+        self.stats.readings += 1
+        self.stats.voiced += reading.voiced
+        if self._callback is None:
+            self._readings.put(reading)
+            return
+        try:
+            self._callback(reading)
+        except Exception:  # the user's code must not end the stream
+            self.stats.callback_errors += 1
+            logger.exception("stream callback failed")

@@ -1,0 +1,120 @@
+"""Export settings: one typed dataclass, from CLI flags or a TOML file (unknown keys rejected)."""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from edgeser.errors import ConfigError, EdgeserError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+
+class ExportError(EdgeserError):
+    """Export cannot go on: bad checkpoint, calibration audio or output folder, or a file
+    that fails its checks. (Bad settings are a ``ConfigError``.)"""
+
+
+@dataclass(frozen=True)
+class ExportConfig:
+    """Everything ``edgeser-export`` needs: where from, where to, and how strict to be."""
+
+    checkpoint: Path
+    out: Path
+    name: str = ""  # file stem of the outputs; empty: the checkpoint's stem
+    int8: bool = False
+    calibration: tuple[Path, ...] = ()  # folders, audio files or manifest CSVs
+    check: bool = False  # full fp32 parity sweep (min length..30 s) and latency per window
+    force: bool = False  # write into an existing output folder
+    min_ccc: float = 0.99  # refuse an int8 file whose CCC against fp32 is below this
+    max_abs_diff: float = 1e-4  # refuse an fp32 file further than this from torch
+    opset: int = 17
+    window_s: float = 3.0
+    hop_s: float = 1.0
+    model_version: str = ""  # empty: the checkpoint's meta, else <stem>-<sha256 prefix>
+    calibration_crops: int = 64
+    heldout_crops: int = 32
+    crop_s: float = 3.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        """Coerce paths and check ranges so a bad value fails here, by name."""
+        object.__setattr__(self, "checkpoint", Path(self.checkpoint))
+        object.__setattr__(self, "out", Path(self.out))
+        sources = self.calibration
+        sources = [sources] if isinstance(sources, (str, Path)) else sources
+        object.__setattr__(self, "calibration", tuple(Path(p) for p in sources))
+        if not 0.0 < self.min_ccc <= 1.0:
+            raise ConfigError(f"min_ccc must be in (0, 1], got {self.min_ccc}")
+        if self.max_abs_diff <= 0:
+            raise ConfigError(f"max_abs_diff must be positive, got {self.max_abs_diff}")
+        if self.opset < 17:
+            raise ConfigError(f"opset must be 17 or later, got {self.opset}")
+        if not 0 < self.hop_s <= self.window_s:
+            raise ConfigError(f"need 0 < hop_s <= window_s, got {self.hop_s} / {self.window_s}")
+        if self.calibration_crops < 1 or self.heldout_crops < 2:
+            raise ConfigError("need calibration_crops >= 1 and heldout_crops >= 2")
+        if self.crop_s <= 0:
+            raise ConfigError(f"crop_s must be positive, got {self.crop_s}")
+        if self.int8 and not self.calibration:
+            raise ConfigError("int8 export needs calibration audio (--calibration DATA)")
+
+    @property
+    def stem(self) -> str:
+        """File stem of the outputs."""
+        return self.name or self.checkpoint.stem
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> ExportConfig:
+        """Build from plain values (TOML or CLI); unknown, mistyped or missing keys are a
+        ConfigError naming the key."""
+        types = {f.name: f.type for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - set(types))
+        if unknown:
+            raise ConfigError(
+                f"unknown export setting(s): {', '.join(unknown)} "
+                f"(known: {', '.join(sorted(types))})"
+            )
+        missing = [k for k in ("checkpoint", "out") if k not in values]
+        if missing:
+            raise ConfigError(f"missing export setting(s): {', '.join(missing)}")
+        for key, value in values.items():
+            if not _fits(value, types[key]):
+                raise ConfigError(f"export setting {key} = {value!r} is not a {types[key]}")
+        return cls(**values)
+
+    @classmethod
+    def from_toml(cls, path: str | Path, **overrides: Any) -> ExportConfig:
+        """Read settings from a TOML file (top level or an ``[export]`` table); ``overrides``
+        (e.g. CLI flags) win over the file."""
+        path = Path(path)
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"{path}: no such config file") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+        section = data.get("export", data)
+        return cls.from_dict({**section, **overrides})
+
+
+def _fits(value: Any, annotation: str) -> bool:
+    """Whether a TOML/CLI value suits a field annotated ``annotation`` (a string, as the
+    module uses postponed annotations)."""
+    if annotation == "bool":
+        return isinstance(value, bool)
+    if annotation == "int":
+        return isinstance(value, int) and not isinstance(value, bool)
+    if annotation == "float":
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if annotation in ("str", "Path"):
+        return isinstance(value, (str, Path))
+    if annotation == "tuple[Path, ...]":
+        return isinstance(value, (list, tuple)) and all(isinstance(v, (str, Path)) for v in value)
+    raise TypeError(f"no check for annotation {annotation!r}")

@@ -1,0 +1,263 @@
+"""Streaming-native inference: the incremental graph gives the readings of window re-scoring.
+
+A seeded random ``wav2small-stream`` student (BatchNorm statistics randomised too, so no layer
+is an identity) is exported twice: the window model and its ``.stream.onnx``. Both run in real
+onnxruntime sessions through the runtime's scorers, on generated speech-like audio.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from edgeser.distill.student import StudentConfig, Wav2Small
+from edgeser.export.config import ExportError
+from edgeser.export.onnx_export import export_onnx, set_metadata
+from edgeser.export.streaming import StreamingStep, export_streaming
+
+from edgeser.contract import LABELS, SAMPLE_RATE, ModelInfo
+from edgeser.errors import ModelError
+from edgeser.incremental import IncrementalGraph, IncrementalScorer
+from edgeser.model import Model, _open_session, load
+from edgeser.vad import EnergyVad
+
+WINDOW_S = 3.0
+TOLERANCE = 1e-3  # the issue's bound; fp32 agreement is ~1e-6
+
+
+@pytest.fixture
+def one_thread() -> Iterator[None]:
+    """Torch on one thread for the test (the machine is shared), restored afterwards."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def random_student(preset: str = "wav2small-stream") -> Wav2Small:
+    torch.manual_seed(0)
+    model = Wav2Small(StudentConfig.preset(preset)).eval()
+    for module in model.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.uniform_(-1, 1)
+            module.running_var.uniform_(0.5, 2)
+    return model
+
+
+def speech_like(seconds: float, seed: int = 0) -> np.ndarray:
+    """Harmonic voice with a syllable envelope, loudness changes and noise."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(round(seconds * SAMPLE_RATE)) / SAMPLE_RATE
+    f0 = 140 + 40 * np.sin(2 * np.pi * 0.3 * t)
+    phase = 2 * np.pi * np.cumsum(f0) / SAMPLE_RATE
+    voice = sum(np.sin(k * phase) / k for k in range(1, 6))
+    envelope = np.clip(np.sin(2 * np.pi * 3.5 * t), 0, None) * (0.3 + 0.7 * (t % 5 < 3.5))
+    return (0.2 * voice * envelope + 0.005 * rng.standard_normal(t.size)).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory: pytest.TempPathFactory) -> tuple[Model, IncrementalGraph]:
+    """The window model and its incremental graph, loaded as the runtime loads them."""
+    folder = tmp_path_factory.mktemp("stream")
+    student = random_student()
+    info = ModelInfo(16_000, LABELS, WINDOW_S, 0.25, "stream-test", "none (random)", {})
+    graph = export_onnx(student)
+    set_metadata(graph, info.to_metadata())
+    onnx.save(graph, folder / "student.onnx")
+    export_streaming(student, info, folder / "student.onnx")
+    model = load(folder / "student.onnx")
+    incremental = IncrementalGraph.beside(model.path, lambda p: _open_session(p, 1))
+    assert incremental is not None
+    return model, incremental
+
+
+def scorers(model: Model, graph: IncrementalGraph, hop_s: float, vad: EnergyVad | None = None):
+    rescoring = model.scorer(WINDOW_S, hop_s, vad=vad)
+    incremental = IncrementalScorer(
+        graph, model.score_window, WINDOW_S, hop_s, model.info.min_samples, vad
+    )
+    return rescoring, incremental
+
+
+def assert_same_readings(a: list, b: list) -> None:
+    assert len(a) == len(b) > 0
+    spans = [[(r.start_s, r.end_s, r.voiced) for r in readings] for readings in (a, b)]
+    assert spans[0] == spans[1]
+    voiced = [i for i, r in enumerate(a) if r.voiced]
+    adv_a = np.array([a[i].adv for i in voiced])
+    adv_b = np.array([b[i].adv for i in voiced])
+    assert np.isfinite(adv_a).all() and np.isfinite(adv_b).all()
+    np.testing.assert_allclose(adv_b, adv_a, atol=TOLERANCE, rtol=0)
+    emb_a = np.array([a[i].embedding for i in voiced])
+    emb_b = np.array([b[i].embedding for i in voiced])
+    np.testing.assert_allclose(emb_b, emb_a, atol=TOLERANCE, rtol=0)
+
+
+@pytest.mark.parametrize("hop_s", [0.1, 0.25, 0.4, 1.0])
+def test_incremental_equals_rescoring_across_hops(exported, hop_s: float) -> None:
+    model, graph = exported
+    audio = speech_like(9.0)
+    rescoring, incremental = scorers(model, graph, hop_s)
+    # pushed in odd block sizes, as a sound card delivers them
+    blocks = np.array_split(audio, 37)
+    a = [r for block in blocks for r in rescoring.push(block)] + rescoring.flush()
+    b = [r for block in blocks for r in incremental.push(block)] + incremental.flush()
+    assert_same_readings(a, b)
+
+
+def test_no_drift_after_a_long_run(exported) -> None:
+    """Two minutes of hops (the state turns over 40 times): the last windows still equal
+    scoring them afresh. (The state is a function of the last window only: nothing sums up.)"""
+    model, graph = exported
+    audio = speech_like(120.0, seed=3)
+    _, incremental = scorers(model, graph, 0.25)
+    readings = incremental.push(audio)
+    assert len(readings) == (audio.size - 48_000) // 4_000 + 1
+    for reading in readings[-3:]:
+        start = round(reading.start_s * SAMPLE_RATE)
+        fresh = model.score_window(audio[start : start + 48_000])
+        np.testing.assert_allclose(reading.adv, fresh.adv, atol=TOLERANCE, rtol=0)
+
+
+def test_reset_and_voice_gate_match_rescoring(exported) -> None:
+    """Speech, a reset after a gap (new utterance at 20 s), silence windows gated alike."""
+    model, graph = exported
+    vad = EnergyVad()
+    first, second = speech_like(5.0, seed=1), speech_like(8.0, seed=2)
+    second[: 4 * SAMPLE_RATE] = 0.0  # starts with silence: unvoiced windows
+    results = []
+    for scorer in scorers(model, graph, 0.25, vad):
+        out = scorer.push(first)
+        scorer.reset(start_s=20.0)
+        out += scorer.push(second) + scorer.flush()
+        results.append(out)
+    assert_same_readings(*results)
+    assert any(not r.voiced for r in results[1]) and any(r.voiced for r in results[1])
+    assert min(r.start_s for r in results[1] if r.start_s >= 20.0) == 20.0
+
+
+def test_stream_with_the_incremental_scorer_gives_the_same_readings(exported, monkeypatch) -> None:
+    """The runtime hook in effect (``Model.scorer`` hands out the incremental scorer): a real
+    ``Stream`` over 48 kHz blocks gives the readings of the re-scoring ``Stream``."""
+    import edgeser
+
+    model, graph = exported
+    audio_48k = np.repeat(speech_like(6.0, seed=5), 3)  # 48 kHz, resampled by the Stream
+    blocks = np.array_split(audio_48k, 50)
+    results = []
+    for incremental in (False, True):
+        if incremental:
+            monkeypatch.setattr(
+                model,
+                "scorer",
+                lambda window, hop, vad: IncrementalScorer(
+                    graph, model.score_window, window, hop, model.info.min_samples, vad
+                ),
+            )
+        with edgeser.Stream(
+            model, edgeser.BlockSource(blocks, 48_000), window=WINDOW_S, hop=0.25
+        ) as stream:
+            results.append(list(stream))
+    assert isinstance(model.scorer(WINDOW_S, 0.25, None), IncrementalScorer)
+    assert_same_readings(*results)
+
+
+def test_skipped_windows_resume_exactly(exported) -> None:
+    """A live stream that fell behind skips windows; the next ones are still exact."""
+    model, graph = exported
+    audio = speech_like(12.0, seed=4)
+    head, skipped, rest = np.split(audio, [4 * SAMPLE_RATE, 7 * SAMPLE_RATE])
+    results = []
+    for scorer in scorers(model, graph, 0.25):
+        out = scorer.push(head)
+        assert scorer.skip(skipped) == 12
+        results.append(out + scorer.push(rest))
+    assert_same_readings(*results)
+
+
+def test_incremental_step_matches_window_in_torch(one_thread: None) -> None:
+    """The exported module itself, before ONNX: exact to float rounding."""
+    student = random_student()
+    step = StreamingStep(student, 48_000)
+    audio = torch.from_numpy(speech_like(4.0))[None]
+    state = step.initial_state()
+    with torch.no_grad():
+        for k in range(1, 16):
+            adv, embedding, *state = step(audio[:, (k - 1) * 4_000 : k * 4_000], *state)
+            if k * 4_000 >= 48_000:
+                ref_adv, ref_embedding = student(audio[:, k * 4_000 - 48_000 : k * 4_000])
+                torch.testing.assert_close(adv, ref_adv, atol=1e-5, rtol=0)
+                torch.testing.assert_close(embedding, ref_embedding, atol=1e-5, rtol=0)
+
+
+def test_edge_margin_is_the_reach_of_the_zero_padding(one_thread: None) -> None:
+    """Pooled frames within ``edge_margin`` of an input edge change with what lies beyond it;
+    the next ones do not: the margin the incremental graph recomputes is exactly enough."""
+    student = random_student()
+    margin = student.config.edge_margin
+    features = torch.randn(1, 1, 26, 200, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        cut = student.frame_map(features[..., 40:])  # starts 20 pooled frames in
+        whole = student.frame_map(features)[..., 20:]
+    differs = (cut - whole).abs().amax(dim=1)[0] > 0
+    assert differs[:margin].all() and not differs[margin:-margin].any()
+
+
+def test_frame_normalisation_is_gain_invariant(one_thread: None) -> None:
+    """18 dB apart, same readings: what per-utterance normalisation gave the default student
+    (down to the log-mel floor, ~70 dB below full scale)."""
+    student = random_student()
+    x = torch.from_numpy(speech_like(3.0))[None]
+    with torch.no_grad():
+        quiet, loud = student(x * 0.5)[0], student(x * 4.0)[0]
+    torch.testing.assert_close(quiet, loud, atol=1e-4, rtol=0)
+
+
+def test_default_student_cannot_be_made_incremental() -> None:
+    with pytest.raises(ExportError, match="normalization='frame'"):
+        StreamingStep(random_student("wav2small"), 48_000)
+
+
+def test_graph_refuses_other_models_and_unsupported_windows(exported, tmp_path: Path) -> None:
+    model, graph = exported
+    assert graph.spec.supports(3.0, 0.25) and graph.spec.supports(3.0, 0.1)
+    assert not graph.spec.supports(2.0, 0.25)  # another window
+    assert not graph.spec.supports(3.0, 0.2501)  # hop off the 5 ms grid
+    with pytest.raises(ValueError, match="cannot score"):
+        IncrementalScorer(graph, model.score_window, 3.0, 0.2501, model.info.min_samples)
+    other = tmp_path / "other.onnx"
+    other.write_bytes(model.path.read_bytes() + b"\0")
+    (tmp_path / "other.stream.onnx").write_bytes(graph.path.read_bytes())
+    with pytest.raises(ModelError, match="another model"):
+        IncrementalGraph.beside(other, lambda p: _open_session(p, 1))
+    lonely = tmp_path / "lonely.onnx"
+    lonely.write_bytes(model.path.read_bytes())
+    assert IncrementalGraph.beside(lonely, lambda p: _open_session(p, 1)) is None
+
+
+def test_export_writes_the_streaming_graph_and_load_uses_it(tmp_path: Path) -> None:
+    """edgeser-export of a streamable student writes ``.stream.onnx`` beside the model, and
+    ``edgeser.load`` hands Streams the incremental scorer, with the readings of re-scoring."""
+    from edgeser.distill.student import save_student
+    from edgeser.export.config import ExportConfig
+    from edgeser.export.pipeline import run_export
+
+    from edgeser.scoring import WindowScorer
+
+    checkpoint = tmp_path / "stream.pt"
+    save_student(checkpoint, random_student())
+    [exported] = run_export(ExportConfig(checkpoint=checkpoint, out=tmp_path / "out"), print)
+    assert exported.path.with_suffix(".stream.onnx").is_file()
+    model = load(exported.path)
+    scorer = model.scorer(3.0, 0.25, vad=None)
+    assert isinstance(scorer, IncrementalScorer)
+    audio = np.random.default_rng(0).normal(0, 0.1, 5 * SAMPLE_RATE).astype(np.float32)
+    rescored = WindowScorer(model.score_window, 3.0, 0.25, model.info.min_samples, None)
+    fast, slow = scorer.push(audio), rescored.push(audio)
+    assert len(fast) == len(slow) == 9
+    for a, b in zip(fast, slow, strict=True):
+        np.testing.assert_allclose(a.adv, b.adv, atol=1e-3)
