@@ -13,15 +13,13 @@ import sys
 from pathlib import Path
 
 import pytest
+from edgeser.distill.config import ConfigError
+
+from benchmarks.config import BenchConfig
+from benchmarks.report import markdown
+from benchmarks.timing import Workload, measure
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))  # benchmarks/ runs from the repository, it is not installed
-
-from edgeser.distill.config import ConfigError  # noqa: E402
-
-from benchmarks.config import BenchConfig  # noqa: E402
-from benchmarks.report import markdown  # noqa: E402
-from benchmarks.timing import Workload, measure  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -14,11 +14,12 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from edgeser.distill.student import StudentConfig, Wav2Small
+from edgeser.distill.student import Wav2Small
 from edgeser.export.config import ExportError
 from edgeser.export.onnx_export import export_onnx, set_metadata
 from edgeser.export.streaming import StreamingStep, export_streaming
 
+from benchmarks import students
 from edgeser.contract import LABELS, SAMPLE_RATE, ModelInfo
 from edgeser.errors import ModelError
 from edgeser.incremental import IncrementalGraph, IncrementalScorer
@@ -39,13 +40,8 @@ def one_thread() -> Iterator[None]:
 
 
 def random_student(preset: str = "wav2small-stream") -> Wav2Small:
-    torch.manual_seed(0)
-    model = Wav2Small(StudentConfig.preset(preset)).eval()
-    for module in model.modules():
-        if isinstance(module, torch.nn.BatchNorm2d):
-            module.running_mean.uniform_(-1, 1)
-            module.running_var.uniform_(0.5, 2)
-    return model
+    """A seeded random student, streamable by default (BatchNorm statistics randomised too)."""
+    return students.random_student(preset)
 
 
 def speech_like(seconds: float, seed: int = 0) -> np.ndarray:
