@@ -135,7 +135,7 @@ def markdown(report: dict[str, Any]) -> str:
         "depend on that mapping: arousal = anger, happiness, fear vs sadness, calm, neutral "
         "(baved: high vs low level); valence = happiness vs anger, sadness, fear, disgust. "
         "`-` = not defined for that corpus. The dev split is speaker-disjoint from training "
-        "(turev: actor 1984, see `targets.split_of`).",
+        "(the manifests' `split` column; turev: actor 1984).",
         "",
     ]
     for name, note in report["not_available"].items():

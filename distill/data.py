@@ -12,7 +12,7 @@ import dataclasses
 import hashlib
 import json
 from collections import OrderedDict
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +25,6 @@ from edgeser.errors import AudioFileError, EdgeserError
 from .augment import AugmentSpec, NoiseBank, apply_augment, sample_augment, source_span
 from .config import LabelConfig
 from .manifest import ManifestRow, is_manifest, read_manifest
-from .targets import speaker_of, split_of
 
 HELDOUT_SPLITS = frozenset({"dev", "valid", "validation", "val", "test"})
 INFO_FIELDS = ("corpus", "language", "speaker", "gender", "emotion", "intensity",
@@ -48,7 +47,7 @@ def content_hash(path: str | Path) -> str:
 def find_sources(paths: list[str]) -> list[ManifestRow]:
     """Audio files from manifests (CSV), folders (walked recursively) and single files.
 
-    Manifest rows get their speaker and split from ``targets`` (which knows corpus quirks).
+    Manifest rows keep their own ``speaker`` and ``split`` columns.
 
     Files from a folder get the folder's name as ``corpus`` and their sub-folder as
     ``speaker``, which is what the held-out split groups by when there is no ``split`` column.
@@ -60,7 +59,7 @@ def find_sources(paths: list[str]) -> list[ManifestRow]:
                 manifest = read_manifest(p)
             except (OSError, ValueError, KeyError) as exc:
                 raise DataError(f"{p}: unusable manifest ({exc})") from None
-            rows += [replace(r, speaker=speaker_of(r), split=split_of(r)) for r in manifest]
+            rows += manifest
         elif p.is_dir():
             files = find_audio_files([p])
             if not files:

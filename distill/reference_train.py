@@ -34,7 +34,7 @@ from .manifest import MANIFEST_COLUMNS, ManifestRow, read_manifest
 from .metrics import ccc_loss
 from .reference_augment import SpectralAugmentConfig, mask_spectrogram, tilt_spectrum
 from .student import SAMPLE_RATE
-from .targets import row_target, score_against_labels, speaker_of, split_of
+from .targets import row_target, score_against_labels
 from .teachers.reference import (
     ReferenceConfig,
     ReferenceModel,
@@ -93,19 +93,19 @@ class Clip:
 
 
 def corpus_rows(corpora: str | Path, names: list[str], split: str) -> list[ManifestRow]:
-    """Manifest rows of one split (``targets.split_of``) of the named corpora."""
+    """Manifest rows of one split (the manifest's ``split`` column) of the named corpora."""
     rows = []
     for name in names:
         manifest = Path(corpora) / name / "manifest.csv"
         if not manifest.is_file():
             raise FileNotFoundError(f"{manifest}: corpus {name!r} not found under {corpora}")
-        rows += [r for r in read_manifest(manifest) if split_of(r) == split]
+        rows += [r for r in read_manifest(manifest) if r.split == split]
     return rows
 
 
 def write_split_manifest(cfg: ReferenceTrainConfig, split: str, path: str | Path) -> int:
     """Write the rows of one split as a manifest for ``edgeser-distill label``: absolute paths,
-    the corrected speaker (``speaker_of``) and an empty ``split`` column, so that the distiller
+    the manifest's speaker and an empty ``split`` column, so that the distiller
     holds out whole speakers of this split for its own checkpoint selection. Returns the rows."""
     rows = corpus_rows(cfg.corpora, cfg.corpus_names, split)
     path = Path(path)
@@ -114,7 +114,7 @@ def write_split_manifest(cfg: ReferenceTrainConfig, split: str, path: str | Path
         writer = csv.writer(f)
         writer.writerow(MANIFEST_COLUMNS)
         for r in rows:
-            fields = {**vars(r), "path": str(r.audio), "speaker": speaker_of(r), "split": ""}
+            fields = {**vars(r), "path": str(r.audio), "split": ""}
             writer.writerow([fields[c] for c in MANIFEST_COLUMNS])
     return len(rows)
 
@@ -146,7 +146,7 @@ class BalancedSampler:
     def __init__(self, clips: list[Clip]):
         groups: dict[str, dict[str, list[int]]] = defaultdict(lambda: defaultdict(list))
         for i, c in enumerate(clips):
-            groups[c.row.corpus][speaker_of(c.row)].append(i)
+            groups[c.row.corpus][c.row.speaker].append(i)
         self.groups = [list(speakers.values()) for _, speakers in sorted(groups.items())]
 
     def draw(self, rng: np.random.Generator, n: int) -> list[int]:

@@ -6,14 +6,9 @@ in Personality 11(3), 273-294 (the table of 151 terms, -1..1), the values that G
 (2005, "ALMA - A Layered Model of Affect", AAMAS) uses for its emotions. Values are given here as
 (valence, arousal, dominance) = (pleasure, arousal, dominance), then rescaled to 0..1 with
 (x + 1) / 2 and reordered to (arousal, dominance, valence).
-
-Also fixes the turev manifest's speaker column (see ``speaker_of``) so that its dev split is
-speaker-disjoint.
 """
 
 from __future__ import annotations
-
-import re
 
 import numpy as np
 
@@ -54,11 +49,6 @@ AROUSAL_ONLY = np.array([1.0, 0.0, 0.0], dtype=np.float32)
 ALL_DIMENSIONS = np.ones(3, dtype=np.float32)
 NO_DIMENSIONS = np.zeros(3, dtype=np.float32)
 
-# turev: the actor is the number in "<actor>_<emotion code>_<word>"; this actor is held out.
-TUREV_DEV_ACTOR = "1984"
-_TUREV_ACTOR = re.compile(r"^(\d+)_")
-
-
 def category_adv(emotion: str, intensity: str = "") -> np.ndarray:
     """A/D/V target (0..1) of an emotion category at an acted intensity; ValueError if unknown."""
     name = VAD_ALIASES.get(emotion.strip().lower(), emotion.strip().lower())
@@ -87,24 +77,6 @@ def row_target(row: ManifestRow) -> tuple[np.ndarray, np.ndarray]:
     if row.arousal_level:
         return arousal_level_adv(row.arousal_level), AROUSAL_ONLY.copy()
     return np.full(3, 0.5, dtype=np.float32), NO_DIMENSIONS.copy()
-
-
-def speaker_of(row: ManifestRow) -> str:
-    """The speaker of a row. turev's manifest gives the emotion code (kz/sk/mt/hl) as speaker;
-    the real actor is the leading number of the file name."""
-    if row.corpus == "turev":
-        match = _TUREV_ACTOR.match(row.audio.name)
-        if match:
-            return f"turev-{match.group(1)}"
-    return row.speaker
-
-
-def split_of(row: ManifestRow) -> str:
-    """``train`` or ``dev``: the manifest's split, except turev, whose manifest dev split is
-    every calm clip of every actor; there actor ``TUREV_DEV_ACTOR`` is dev, the others train."""
-    if row.corpus == "turev" and _TUREV_ACTOR.match(row.audio.name):
-        return "dev" if speaker_of(row) == f"turev-{TUREV_DEV_ACTOR}" else "train"
-    return row.split
 
 
 # Classes for AUCs that do not depend on the A/D/V table (issue 6).

@@ -4,15 +4,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from edgeser.distill.manifest import ManifestRow
+from edgeser.distill.data import find_sources
+from edgeser.distill.manifest import ManifestRow, read_manifest
 from edgeser.distill.targets import (
     arousal_class,
     category_adv,
     row_target,
-    speaker_of,
-    split_of,
     valence_class,
 )
+
+CORPORA = Path(__file__).resolve().parents[1].parent / "shared" / "corpora"
 
 
 def row(**fields) -> ManifestRow:
@@ -80,12 +81,18 @@ def test_auc_classes():
     assert valence_class(row(emotion="calm")) is None
 
 
-def test_turev_speaker_is_the_actor_and_its_dev_split_is_speaker_disjoint():
-    calm = row(name="/c/turev/audio/Calm/1234_sk_acik.flac", corpus="turev", speaker="turev-sk",
-               emotion="calm", split="dev")  # fmt: skip
-    held_out = row(name="/c/turev/audio/Angry/1984_kz_acik.flac", corpus="turev",
-                   speaker="turev-kz", emotion="anger", split="train")  # fmt: skip
-    assert speaker_of(calm) == "turev-1234" and split_of(calm) == "train"
-    assert speaker_of(held_out) == "turev-1984" and split_of(held_out) == "dev"
-    other = row(corpus="ravdess", speaker="ravdess-21", split="dev")
-    assert speaker_of(other) == "ravdess-21" and split_of(other) == "dev"
+@pytest.mark.corpora
+@pytest.mark.parametrize("corpus", ["ravdess", "baved", "turev"])
+def test_shared_manifests_are_speaker_disjoint_and_used_as_given(corpus):
+    """The manifests' speaker and split columns are trusted as they are (turev: actor 1984 dev)."""
+    manifest = CORPORA / corpus / "manifest.csv"
+    if not manifest.is_file():
+        pytest.skip(f"{manifest} absent")
+    rows = read_manifest(manifest)
+    by_split = {s: {r.speaker for r in rows if r.split == s} for s in ("train", "dev")}
+    assert by_split["train"] and by_split["dev"]
+    assert not by_split["train"] & by_split["dev"]
+    if corpus == "turev":
+        assert by_split["dev"] == {"turev-1984"}
+    found = find_sources([str(manifest)])
+    assert [(r.speaker, r.split) for r in found] == [(r.speaker, r.split) for r in rows]
