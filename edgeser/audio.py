@@ -15,6 +15,7 @@ from .levels import no_signal_reason
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif", ".opus")
 MAX_CHANNELS = 2  # mono or stereo; multichannel arrays are ambiguous and rejected
+MIN_RATE, MAX_RATE = 4_000, 768_000  # Hz; the resampler's memory also stays bounded in here
 
 
 def to_mono_float32(signal: np.ndarray, sampling_rate: int) -> np.ndarray:
@@ -35,6 +36,11 @@ def check_rate(sampling_rate: object) -> int:
         raise AudioError(f"sampling_rate must be a positive integer, got {sampling_rate!r}")
     if sampling_rate <= 0:
         raise AudioError(f"sampling_rate must be positive, got {sampling_rate}")
+    if not MIN_RATE <= sampling_rate <= MAX_RATE:
+        raise AudioError(
+            f"sampling rate {sampling_rate} Hz is outside {MIN_RATE}..{MAX_RATE} Hz: below it no "
+            "speech band survives, above it no audio interface records"
+        )
     return int(sampling_rate)
 
 

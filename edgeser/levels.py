@@ -81,7 +81,7 @@ class FrameLevels:
     frame as windows arrive in order (overlapping or not) and kept for ``keep_s`` seconds."""
 
     def __init__(self, keep_s: float) -> None:
-        self._keep = int(np.ceil(keep_s * SAMPLE_RATE / FRAME_HOP)) + 2
+        self._keep = int(np.ceil(keep_s * SAMPLE_RATE / FRAME_HOP)) + 16  # + smoothing spans
         self.reset()
 
     def reset(self) -> None:

@@ -5,12 +5,12 @@ A gate looks at the speech-band level of the window's 20 ms frames (every 10 ms,
 history per stream, so a window gets the same verdict from ``score_file``, a ``Stream`` and
 ``predict`` on the same audio, whatever the block sizes.
 
-- ``NoiseFloorVad`` (the default) is level-independent: a frame counts as speech when it rises
-  ``margin_db`` above the noise floor, tracked as the minimum of the 50 ms-smoothed frame level
-  over the last ``floor_s`` seconds (minimum statistics, Martin 2001: speech pauses every few
-  syllables and lets the floor show, noise does not rise above it). Steady noise of any level
-  stays near its floor; speech 30 dB quieter is found all the same. Babble (other voices) is
-  speech to it: it cannot tell a foreground voice from background talkers.
+- ``NoiseFloorVad`` (the default) is level-independent: a frame counts as speech when its
+  50 ms-smoothed level rises ``margin_db`` above the noise floor, tracked as the minimum of that
+  smoothed level over the last ``floor_s`` seconds (minimum statistics, Martin 2001: speech
+  pauses every few syllables and lets the floor show, noise does not rise above it). Steady
+  noise of any level stays near its floor; speech 30 dB quieter is found all the same. Babble
+  (other voices) is speech to it: it cannot tell a foreground voice from background talkers.
 - ``EnergyVad`` is the fixed gate: a frame counts when its level reaches ``threshold_db`` dBFS.
 """
 
@@ -49,11 +49,11 @@ def _enough(speech: np.ndarray, inside: int, min_voiced: float) -> bool:
 
 @dataclass(frozen=True)
 class NoiseFloorVad:
-    """A window is voiced when at least ``min_voiced`` of its frames are ``margin_db`` or more
-    above the noise floor: the lowest 50 ms-smoothed frame level of the last ``floor_s``
-    seconds (digital silence aside). Independent of the input level."""
+    """A window is voiced when at least ``min_voiced`` of its frames have a 50 ms-smoothed
+    level ``margin_db`` or more above the noise floor: the lowest smoothed level of the last
+    ``floor_s`` seconds (digital silence aside). Independent of the input level."""
 
-    margin_db: float = 6.0  # 4x the floor's power: beyond the 20 ms-frame spread of steady noise
+    margin_db: float = 5.0  # above the +-2 dB spread of smoothed steady noise about its floor
     min_voiced: float = 0.05  # 150 ms of a 3 s window: about one stressed syllable
     floor_s: float = 3.0
     smooth_frames: int = 5  # 50 ms
@@ -72,27 +72,33 @@ class NoiseFloorVad:
         """The floor looks back ``floor_s`` seconds from each frame."""
         return self.floor_s
 
-    def floor_db(self, levels_db: np.ndarray, inside: int) -> np.ndarray:
-        """The tracked noise floor at each of the last ``inside`` frames (inf: none yet)."""
-        n, k = levels_db.size, self.smooth_frames
+    def smoothed_db(self, levels_db: np.ndarray) -> np.ndarray:
+        """Each frame's level averaged (in power) with the ``smooth_frames - 1`` before it."""
+        k = self.smooth_frames
         power = 10.0 ** (levels_db / 10.0)
-        sums = np.convolve(power, np.ones(k), mode="valid") / k  # smoothed[j] ends at frame j+k-1
-        silent = np.convolve(levels_db <= SILENCE_DB, np.ones(k), mode="valid") > 0
-        smoothed = np.full(n, np.inf)
-        if sums.size:
-            smoothed[k - 1 :] = np.where(silent, np.inf, sums)
+        smoothed = np.convolve(power, np.ones(k) / k, mode="full")[: power.size]
+        return 10.0 * np.log10(np.maximum(smoothed, 1e-300))
+
+    def floor_db(self, levels_db: np.ndarray, inside: int) -> np.ndarray:
+        """The tracked noise floor at each of the last ``inside`` frames (inf: none yet):
+        the minimum smoothed level over ``floor_s`` up to the frame, over whole spans of
+        frames that carry signal."""
+        n, k = levels_db.size, self.smooth_frames
+        silent = np.convolve(levels_db <= SILENCE_DB, np.ones(k), mode="full")[:n] > 0
+        silent[: k - 1] = True  # spans reaching before the heard audio are not whole
+        smoothed = np.where(silent, np.inf, self.smoothed_db(levels_db))
         span = max(1, round(self.floor_s * SAMPLE_RATE / FRAME_HOP))
         padded = np.concatenate([np.full(span - 1, np.inf), smoothed])
         windows = np.lib.stride_tricks.sliding_window_view(padded, span)[n - inside :]
-        floor = windows.min(axis=1) if inside else np.zeros(0)
-        with np.errstate(divide="ignore"):
-            return 10.0 * np.log10(floor)
+        return windows.min(axis=1) if inside else np.zeros(0)
 
     def voiced(self, levels_db: np.ndarray, inside: int) -> bool:
         """Whether enough of the window's frames rise ``margin_db`` above the tracked floor."""
-        frames = levels_db[levels_db.size - inside :]
+        first = levels_db.size - inside
+        frames = levels_db[first:]
+        smoothed = self.smoothed_db(levels_db)[first:]
         floor = self.floor_db(levels_db, inside)
-        speech = (frames > SILENCE_DB) & (frames >= floor + self.margin_db)
+        speech = (frames > SILENCE_DB) & (smoothed >= floor + self.margin_db)
         return _enough(speech, inside, self.min_voiced)
 
     def is_voiced(self, window: np.ndarray) -> bool:

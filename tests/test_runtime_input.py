@@ -198,15 +198,21 @@ def test_a_clip_of_up_to_four_windows_is_still_scored_whole(tiny_model):
     assert sizes == [x.size]
 
 
-def test_a_very_low_rate_is_resampled_block_by_block(tiny_model):
+def test_a_low_rate_is_resampled_block_by_block(tiny_model):
     sizes: list[int] = []
     run = tiny_model._run
     tiny_model._run = lambda samples: sizes.append(samples.size) or run(samples)
     try:
-        tiny_model.predict(voice_like(8.0, rate=100), 100)  # 8 s at 100 Hz
+        tiny_model.predict(voice_like(8.0, rate=4000), 4000)
     finally:
         del tiny_model._run
     assert max(sizes) == SAMPLE_RATE
+
+
+@pytest.mark.parametrize("rate", [1, 100, 3999, 768_001])
+def test_rates_no_audio_interface_records_are_refused_at_once(tiny_model, rate):
+    with pytest.raises(edgeser.AudioError, match=rf"{rate} Hz is outside 4000..768000 Hz"):
+        tiny_model.predict(np.ones(4000, np.float32), rate)
 
 
 # -- issue 11 item 10: one rule for silent and too-short input ----------------------------------
