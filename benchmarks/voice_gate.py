@@ -4,8 +4,9 @@
 
 For each shared corpus, utterances of its dev split are laid out as a stream: per speaker,
 utterances separated by 4 s pauses, the whole mixed with a noise (white, pink, or babble made
-of six train-split speakers of the other corpora talking at once) at an SNR (active speech RMS
-vs noise RMS), then scaled by a gain and clipped to full scale as a converter would. Each gate
+of six train-split speakers of the corpora talking at once; pink noise also with the voice
+reverberant, or with the mix through a telephone band) at an SNR (active speech RMS vs noise
+RMS), then scaled by a gain and clipped to full scale as a converter would. Each gate
 scores the stream with the bundled model's window and hop (3 s every 1 s) through the same
 ``WindowScorer`` a ``Stream`` uses. A *speech window* holds at least 0.3 s of active speech
 (frames of the clean utterance within 30 dB of its loudest); a *noise window* overlaps no
@@ -42,7 +43,11 @@ ACTIVE_DB = 30.0  # active speech: clean frames within this of the utterance's l
 SPEECH_MIN_S = 0.3
 SNRS_DB = (20.0, 10.0, 5.0, 0.0)
 GAINS_DB = (-40.0, -30.0, -20.0, -10.0, 0.0, 10.0)
-NOISES = ("white", "pink", "babble")
+# noise, then how the voice reaches the microphone: "+reverb" a far talker in a room (RT60
+# 0.6 s, direct-to-reverberant ratio 0 dB), "+phone" the whole mix through a telephone band
+NOISES = ("white", "pink", "babble", "pink+reverb", "pink+phone")
+RT60_S = 0.6
+PHONE_HZ = (300.0, 3400.0)
 BEGIN, END = "<!-- voice-gate:start -->", "<!-- voice-gate:end -->"
 
 
@@ -100,6 +105,24 @@ def noise(kind: str, n: int, rng: np.random.Generator, babble: np.ndarray) -> np
     return x / np.sqrt(np.mean(x * x))
 
 
+def reverberant(clean: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """``clean`` in a synthetic room: direct path plus an exponentially decaying noise tail of
+    equal energy (RT60 ``RT60_S``)."""
+    n = np.arange(round(RT60_S * SAMPLE_RATE))
+    tail = rng.standard_normal(n.size) * np.exp(-6.908 * n / n.size)
+    tail[0] = 0.0
+    rir = np.concatenate([[1.0], tail[1:] / np.sqrt(np.sum(tail**2))])
+    return np.convolve(clean, rir)[: clean.size]
+
+
+def phone_band(x: np.ndarray) -> np.ndarray:
+    """``x`` through an ideal telephone band-pass (``PHONE_HZ``)."""
+    spectrum = np.fft.rfft(x)
+    freqs = np.fft.rfftfreq(x.size, 1 / SAMPLE_RATE)
+    spectrum[(freqs < PHONE_HZ[0]) | (freqs > PHONE_HZ[1])] = 0.0
+    return np.fft.irfft(spectrum, x.size)
+
+
 def make_babble(seconds: float) -> np.ndarray:
     """Six train-split talkers of several corpora at once, each a stream without pauses."""
     talkers = []
@@ -132,7 +155,17 @@ def window_labels(active: np.ndarray, utterance: np.ndarray) -> list[str]:
     return labels
 
 
-Decide = Callable[[np.ndarray], list[bool]]
+Decide = Callable[[np.ndarray, bool], list[bool]]  # (audio, with the tail window) -> verdicts
+
+
+def spans(n: int, tail: bool) -> list[tuple[int, int]]:
+    """The windows (start, end) ``score_file`` cuts from ``n`` samples (``tail``: with the
+    last window aligned to the end, or the whole audio when shorter than a window)."""
+    window, hop = round(WINDOW_S * SAMPLE_RATE), round(HOP_S * SAMPLE_RATE)
+    starts = list(range(0, n - window + 1, hop))
+    if tail and (not starts or starts[-1] + window < n):
+        starts.append(max(0, n - window))
+    return [(s, min(n, s + window)) for s in starts]
 
 
 def runtime_gate(gate: VoiceGate) -> Decide:
@@ -142,9 +175,10 @@ def runtime_gate(gate: VoiceGate) -> Decide:
     def mark(window: np.ndarray, start_s: float) -> Reading:
         return Reading(start_s, start_s + window.size / SAMPLE_RATE, 0.0, 0.0, 0.0)
 
-    def decide(x: np.ndarray) -> list[bool]:
+    def decide(x: np.ndarray, tail: bool) -> list[bool]:
         scorer = WindowScorer(mark, WINDOW_S, HOP_S, 4000, gate)
-        return [r.voiced for r in scorer.push(x.astype(np.float32))]
+        readings = scorer.push(x.astype(np.float32)) + (scorer.flush() if tail else [])
+        return [r.voiced for r in readings]
 
     return decide
 
@@ -167,7 +201,7 @@ def silero_gate(min_voiced: float = 0.05, threshold: float = 0.5) -> Decide | No
     chunk, context = 512, 64
     rate = np.array(SAMPLE_RATE, dtype=np.int64)
 
-    def decide(x: np.ndarray) -> list[bool]:
+    def decide(x: np.ndarray, tail: bool) -> list[bool]:
         state = np.zeros((2, 1, 128), np.float32)
         padded = np.concatenate([np.zeros(context, np.float32), x.astype(np.float32)])
         probs = []
@@ -175,12 +209,9 @@ def silero_gate(min_voiced: float = 0.05, threshold: float = 0.5) -> Decide | No
             feed = padded[start - context : start + chunk][np.newaxis, :]
             out, state = session.run(None, {"input": feed, "state": state, "sr": rate})
             probs.append(float(out[0, 0]))
-        speech = np.repeat(np.array(probs) >= threshold, chunk)
-        window, hop = round(WINDOW_S * SAMPLE_RATE), round(HOP_S * SAMPLE_RATE)
-        return [
-            bool(speech[s : s + window].mean() >= min_voiced)
-            for s in range(0, x.size - window + 1, hop)
-        ]
+        speech = np.repeat(np.array(probs, dtype=float) >= threshold, chunk)
+        speech = np.pad(speech, (0, max(0, x.size - speech.size)))
+        return [bool(speech[a:b].mean() >= min_voiced) for a, b in spans(x.size, tail)]
 
     return decide
 
@@ -198,13 +229,15 @@ def measure(
             labels = np.array(window_labels(active, utterance))
             speech_rms = float(np.sqrt(np.mean(clean[active].astype(np.float64) ** 2)))
             for kind in NOISES:
-                unit = noise(kind, clean.size, rng, babble)
+                unit = noise(kind.split("+")[0], clean.size, rng, babble)
+                voice = reverberant(clean, rng) if kind.endswith("+reverb") else clean
                 for snr in SNRS_DB:
-                    mix = clean + unit * speech_rms * 10 ** (-snr / 20)
+                    mix = voice + unit * speech_rms * 10 ** (-snr / 20)
+                    mix = phone_band(mix) if kind.endswith("+phone") else mix
                     for gain in GAINS_DB:
                         x = np.clip(mix * 10 ** (gain / 20), -1.0, 1.0)
                         for name, gate in gates.items():
-                            voiced = np.array(gate(x))[: labels.size]
+                            voiced = np.array(gate(x, False))[: labels.size]
                             key = (corpus, kind, snr, gain, name)
                             old = results.get(key, (0, 0, 0, 0))
                             results[key] = (
@@ -216,7 +249,45 @@ def measure(
     return results
 
 
-def markdown(results: dict, gates: list[str], command: str, seconds: float) -> str:
+FILE_GAINS_DB = (10.0, 0.0, -25.0, -40.0)
+
+
+def files_found(gates: dict[str, Decide]) -> dict[tuple[str, float], tuple[int, int]]:
+    """(gate, gain) -> (dev files with a voiced aggregate, files): each dev file as recorded,
+    scaled by a gain and clipped, scored like ``score_file``."""
+    found: dict[tuple[str, float], tuple[int, int]] = {}
+    for corpus in CORPORA:
+        for row in manifest(corpus, "dev"):
+            clean = read_audio(CORPORA_DIR / corpus / row["path"]).astype(np.float64)
+            for gain in FILE_GAINS_DB:
+                x = np.clip(clean * 10 ** (gain / 20), -1.0, 1.0)
+                for name, gate in gates.items():
+                    hits, total = found.get((name, gain), (0, 0))
+                    found[(name, gain)] = (hits + any(gate(x, True)), total + 1)
+    return found
+
+
+def files_markdown(found: dict[tuple[str, float], tuple[int, int]], gates: list[str]) -> list[str]:
+    """The table of dev files that get a reading, per gate and gain."""
+    lines = [
+        "### Dev files that get a reading, by input gain",
+        "",
+        "Every dev file of the three corpora as recorded (studio-quiet), scaled by the gain and "
+        "clipped, scored like `score_file`: the share with a voiced aggregate (a reading).",
+        "",
+        "| gate | " + " | ".join(f"gain {g:+g} dB" for g in FILE_GAINS_DB) + " |",
+        "| --- |" + " --- |" * len(FILE_GAINS_DB),
+    ]
+    for gate in gates:
+        cells = []
+        for gain in FILE_GAINS_DB:
+            hits, total = found[(gate, gain)]
+            cells.append(f"{100 * hits / total:.1f} % ({total - hits} of {total} missed)")
+        lines.append(f"| {gate} | " + " | ".join(cells) + " |")
+    return [*lines, ""]
+
+
+def markdown(results: dict, found: dict, gates: list[str], command: str, seconds: float) -> str:
     """The quality.md section: per gate, kept / rejected per noise, SNR and gain."""
     info = machine_info(REPO)
     lines = [
@@ -226,7 +297,9 @@ def markdown(results: dict, gates: list[str], command: str, seconds: float) -> s
         f"Produced by `{command}` on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} "
         f"({info.get('cpu', '?')}) in {seconds:.0f} s. Dev-split utterances of the three "
         f"corpora laid out per speaker with {PAUSE_S:g} s pauses, mixed with noise at an SNR "
-        "(active speech RMS over noise RMS), scaled by a gain and clipped to full scale; "
+        "(active speech RMS over noise RMS; `+reverb`: the voice in a room, RT60 "
+        f"{RT60_S:g} s, direct-to-reverberant ratio 0 dB; `+phone`: the mix band-limited to "
+        f"{PHONE_HZ[0]:g}-{PHONE_HZ[1]:g} Hz), scaled by a gain and clipped to full scale; "
         f"windows of {WINDOW_S:g} s every {HOP_S:g} s as in the bundled model. Each cell: "
         "speech windows kept / noise-only windows rejected, in %, summed over the corpora. "
         "`NoiseFloorVad` is the default gate; `EnergyVad(-45)` was the default before; "
@@ -237,8 +310,12 @@ def markdown(results: dict, gates: list[str], command: str, seconds: float) -> s
     ]
     gains = sorted({k[3] for k in results})
     for gate in gates:
-        lines += [f"### {gate}", "", "| noise | SNR dB | " + " | ".join(
-            f"gain {g:+g} dB" for g in gains) + " |", "| --- | --- |" + " --- |" * len(gains)]
+        lines += [
+            f"### {gate}",
+            "",
+            "| noise | SNR dB | " + " | ".join(f"gain {g:+g} dB" for g in gains) + " |",
+            "| --- | --- |" + " --- |" * len(gains),
+        ]
         for kind in NOISES:
             for snr in SNRS_DB:
                 cells = []
@@ -251,6 +328,7 @@ def markdown(results: dict, gates: list[str], command: str, seconds: float) -> s
                     cells.append(f"{kept:.0f} / {rejected:.0f}")
                 lines.append(f"| {kind} | {snr:g} | " + " | ".join(cells) + " |")
         lines.append("")
+    lines += files_markdown(found, gates)
     totals = np.sum([v for k, v in results.items() if k[4] == gates[0]], axis=0)
     lines += [
         f"Windows per cell: {totals[1] // (len(NOISES) * len(SNRS_DB) * len(gains))} speech, "
@@ -264,8 +342,10 @@ def write_section(path: Path, section: str) -> None:
     """Replace the voice-gate section of ``path`` (or append it)."""
     text = path.read_text() if path.exists() else ""
     pattern = re.compile(re.escape(BEGIN) + ".*?" + re.escape(END) + "\n?", re.S)
-    text = pattern.sub(lambda _: section, text) if pattern.search(text) else (
-        text.rstrip("\n") + "\n\n" + section
+    text = (
+        pattern.sub(lambda _: section, text)
+        if pattern.search(text)
+        else (text.rstrip("\n") + "\n\n" + section)
     )
     path.write_text(text)
 
@@ -289,9 +369,10 @@ def main(argv: list[str] | None = None) -> int:
         gates["Silero VAD 6 (ONNX, p >= 0.5)"] = silero
     began = time.perf_counter()
     results = measure(gates, args.per_speaker, args.speakers)
+    found = files_found(gates)
     given = sys.argv[1:] if argv is None else argv
     command = " ".join(["python -m benchmarks.voice_gate", *given])
-    section = markdown(results, list(gates), command, time.perf_counter() - began)
+    section = markdown(results, found, list(gates), command, time.perf_counter() - began)
     write_section(Path(args.out), section)
     print(section)
     return 0

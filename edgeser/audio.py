@@ -70,10 +70,10 @@ def as_mono_float32(
 def samples_first(signal: np.ndarray) -> np.ndarray:
     """A 1-D or 2-D array as a view with samples on axis 0 (the channel axis is the shorter
     one, as in ``as_mono_float32``), so that it can be converted block by block."""
-    if signal.ndim == 2 and signal.shape[1] > signal.shape[0]:
-        signal = signal.T
-    if signal.ndim > 2 or (signal.ndim == 2 and signal.shape[1] > MAX_CHANNELS):
+    if signal.ndim not in (1, 2):
         _down_mix(signal)  # raises the AudioError that names the shape
+    if signal.ndim == 2 and signal.size and signal.shape[1] > signal.shape[0]:
+        signal = signal.T
     return signal
 
 

@@ -78,7 +78,7 @@ class Model:
         carries no signal (digital silence, DC only: see ``edgeser.levels``)."""
         rate = check_rate(sampling_rate)
         x = samples_first(as_array(signal))
-        if x.shape[0] * SAMPLE_RATE <= WHOLE_CLIP_WINDOWS * self.info.window_s * SAMPLE_RATE * rate:
+        if x.shape[0] <= WHOLE_CLIP_WINDOWS * self.info.window_s * rate:
             clip = to_mono_float32(x, rate)
             require_scorable(clip, self.info.min_samples)
             return self.score_window(clip)

@@ -209,6 +209,19 @@ def test_a_low_rate_is_resampled_block_by_block(tiny_model):
     assert max(sizes) == SAMPLE_RATE
 
 
+@pytest.mark.parametrize(
+    ("signal", "message"),
+    [
+        (np.float32(0.5), "1-D or 2-D"),
+        (np.zeros((3, 40 * SAMPLE_RATE), np.float32), "3 channels"),
+        (np.zeros((2, 2, 40 * SAMPLE_RATE), np.float32), "1-D or 2-D"),
+    ],
+)
+def test_long_and_odd_shapes_get_the_same_errors(tiny_model, signal, message):
+    with pytest.raises(edgeser.AudioError, match=message):
+        tiny_model.predict(signal, SAMPLE_RATE)
+
+
 @pytest.mark.parametrize("rate", [1, 100, 3999, 768_001])
 def test_rates_no_audio_interface_records_are_refused_at_once(tiny_model, rate):
     with pytest.raises(edgeser.AudioError, match=rf"{rate} Hz is outside 4000..768000 Hz"):
