@@ -338,15 +338,22 @@ def markdown(results: dict, found: dict, gates: list[str], command: str, seconds
     return "\n".join(lines) + "\n"
 
 
+_SECTION = re.compile(re.escape(BEGIN) + ".*?" + re.escape(END) + "\n?", re.S)
+
+
+def section_of(text: str) -> str:
+    """The voice-gate section of a quality.md text, markers included ("" if none)."""
+    match = _SECTION.search(text)
+    return match.group(0) if match else ""
+
+
 def write_section(path: Path, section: str) -> None:
     """Replace the voice-gate section of ``path`` (or append it)."""
     text = path.read_text() if path.exists() else ""
-    pattern = re.compile(re.escape(BEGIN) + ".*?" + re.escape(END) + "\n?", re.S)
-    text = (
-        pattern.sub(lambda _: section, text)
-        if pattern.search(text)
-        else (text.rstrip("\n") + "\n\n" + section)
-    )
+    if section_of(text):
+        text = _SECTION.sub(lambda _: section, text)
+    else:
+        text = text.rstrip("\n") + "\n\n" + section
     path.write_text(text)
 
 

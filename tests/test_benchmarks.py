@@ -155,3 +155,5 @@ def test_voice_gate_benchmark_cuts_windows_like_score_file_and_keeps_quality_md(
     text = report.read_text()
     assert text.startswith("# Quality\n\nmodel tables\n") and "second" in text
     assert "first" not in text and text.count(voice_gate.BEGIN) == 1
+    assert voice_gate.section_of(text) == f"{voice_gate.BEGIN}\nsecond\n{voice_gate.END}\n"
+    assert voice_gate.section_of("# Quality\n") == ""
