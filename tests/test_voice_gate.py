@@ -99,3 +99,16 @@ def test_gate_settings_are_checked():
             NoiseFloorVad(**kwargs)
     with pytest.raises(ValueError, match="threshold_db"):
         EnergyVad(threshold_db=float("nan"))
+
+
+def test_a_sustained_vowel_after_room_noise_is_speech_thanks_to_the_tracked_floor(tiny_model):
+    """A steady 1 s vowel is speech only against the floor heard before it: on its own its
+    level never rises above its own floor, after 3 s of room noise it is 40 dB above it."""
+    t = np.arange(SAMPLE_RATE) / SAMPLE_RATE
+    vowel = sum(np.sin(2 * np.pi * 150 * k * t) / k for k in range(1, 8)).astype(np.float32) * 0.1
+    noise = 0.001 * _noise("pink", 4.0, seed=5)
+    x = noise.copy()
+    x[3 * SAMPLE_RATE :] += vowel
+    assert not NoiseFloorVad().is_voiced(x[3 * SAMPLE_RATE :])
+    readings = tiny_model.scorer(vad=NoiseFloorVad()).push(x)
+    assert [round(r.start_s, 2) for r in readings if r.voiced] == [2.25, 2.5, 2.75, 3.0]
