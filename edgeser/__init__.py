@@ -9,7 +9,7 @@ from .model import Model, load
 from .readings import FileScore, Reading
 from .sources import BlockSource, DeviceSource, FileSource
 from .stream import Stream, StreamStats
-from .vad import EnergyVad
+from .vad import EnergyVad, NoiseFloorVad, VoiceGate
 
 __version__ = "0.1.0"
 
@@ -26,9 +26,11 @@ __all__ = [
     "FileSource",
     "Model",
     "ModelError",
+    "NoiseFloorVad",
     "Reading",
     "Stream",
     "StreamStats",
+    "VoiceGate",
     "__version__",
     "load",
 ]

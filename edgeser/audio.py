@@ -11,9 +11,11 @@ import soxr
 
 from .contract import SAMPLE_RATE
 from .errors import AudioError, AudioFileError
+from .levels import no_signal_reason
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif", ".opus")
 MAX_CHANNELS = 2  # mono or stereo; multichannel arrays are ambiguous and rejected
+MIN_RATE, MAX_RATE = 4_000, 768_000  # Hz; the resampler's memory also stays bounded in here
 
 
 def to_mono_float32(signal: np.ndarray, sampling_rate: int) -> np.ndarray:
@@ -34,46 +36,106 @@ def check_rate(sampling_rate: object) -> int:
         raise AudioError(f"sampling_rate must be a positive integer, got {sampling_rate!r}")
     if sampling_rate <= 0:
         raise AudioError(f"sampling_rate must be positive, got {sampling_rate}")
+    if not MIN_RATE <= sampling_rate <= MAX_RATE:
+        raise AudioError(
+            f"sampling rate {sampling_rate} Hz is outside {MIN_RATE}..{MAX_RATE} Hz: below it no "
+            "speech band survives, above it no audio interface records"
+        )
     return int(sampling_rate)
 
 
-def as_mono_float32(signal: object, channels_last: bool = False) -> np.ndarray:
+def as_mono_float32(
+    signal: object, channels_last: bool = False, pcm: tuple[float, float] | None = None
+) -> np.ndarray:
     """Convert a numeric array to finite float32 mono at its own rate (no resampling).
 
     2-D input is down-mixed; its channel axis is the shorter one unless ``channels_last``
     says it is axis 1 (the sounddevice block layout, where a block may be shorter than its
-    channel count)."""
-    if not isinstance(signal, np.ndarray):
-        try:
-            signal = np.asarray(signal)
-        except Exception as exc:  # ragged lists and the like
-            raise AudioError(f"signal is not array-like: {exc}") from None
-    x = _down_mix(_as_float(signal), channels_last)
+    channel count). Integer PCM is scaled by ``pcm`` = (offset, scale) if given, else by
+    ``pcm_scale`` of this array."""
+    signal = as_array(signal)
+    if pcm is None and channels_last and _wider_than_pcm(signal.dtype):
+        raise AudioError(
+            f"{signal.dtype} blocks: their PCM width cannot be told block by block; "
+            "pass int16 or int32 blocks, or float blocks in -1..1"
+        )
+    x = _down_mix(_as_float(signal, pcm), channels_last)
     if x.size == 0:
         raise AudioError("signal is empty")
     if not np.isfinite(x).all():
-        raise AudioError("signal contains NaN or infinite samples")
+        raise AudioError("signal contains NaN or infinite samples (or values beyond float32)")
     return np.ascontiguousarray(x, dtype=np.float32)
 
 
-ALL_ZEROS = "signal is all zeros (digital silence): there is no voice to score"
+def samples_first(signal: np.ndarray) -> np.ndarray:
+    """A 1-D or 2-D array as a view with samples on axis 0 (the channel axis is the shorter
+    one, as in ``as_mono_float32``), so that it can be converted block by block."""
+    if signal.ndim not in (1, 2):
+        _down_mix(signal)  # raises the AudioError that names the shape
+    if signal.ndim == 2 and signal.size and signal.shape[1] > signal.shape[0]:
+        signal = signal.T
+    return signal
+
+
+def as_array(signal: object) -> np.ndarray:
+    """``signal`` as a numpy array (a list of Python ints becomes int64); AudioError if ragged."""
+    if isinstance(signal, np.ndarray):
+        return signal
+    try:
+        return np.asarray(signal)
+    except Exception as exc:  # ragged lists and the like
+        raise AudioError(f"signal is not array-like: {exc}") from None
+
+
+# Where the container is wider than any PCM format (int64, Python ints), the PCM width is the
+# narrowest of these that holds the values: the model's readings do not depend on the gain, so
+# this never changes a reading, and values beyond 32 bits are refused.
+PCM_WIDTHS = (16, 24, 32)
+
+
+def pcm_scale(signal: np.ndarray) -> tuple[float, float]:
+    """(offset, scale) mapping this integer array's PCM to -1..1: its dtype's range, or for
+    int64 the narrowest PCM width in ``PCM_WIDTHS`` that holds its values."""
+    if not _wider_than_pcm(signal.dtype):
+        info = np.iinfo(signal.dtype)
+        offset = 0.0 if signal.dtype.kind == "i" else (int(info.max) + 1) / 2
+        return offset, float(max(abs(int(info.min)), int(info.max)))
+    if signal.dtype.kind == "u":
+        raise AudioError(
+            f"signal dtype {signal.dtype} is wider than any PCM format; "
+            "pass int16 or int32 PCM, or float samples in -1..1"
+        )
+    peak = max(abs(int(signal.min())), abs(int(signal.max()))) if signal.size else 0
+    for bits in PCM_WIDTHS:
+        if peak <= 2 ** (bits - 1):
+            return 0.0, float(2 ** (bits - 1))
+    raise AudioError(
+        f"signal holds integers up to {peak}, beyond 32-bit PCM: pass int16 or int32 PCM "
+        "(numpy arrays of that dtype), or float samples in -1..1"
+    )
 
 
 def require_scorable(signal: np.ndarray, min_samples: int) -> None:
-    """Refuse 16 kHz mono audio that no model can score: shorter than the minimum, or all zeros."""
+    """Refuse 16 kHz mono audio that no model can score: shorter than the minimum, or with no
+    signal in the speech band (digital silence, DC only, a click; see ``edgeser.levels``)."""
     require_length(signal.size, min_samples)
-    if not np.any(signal):
-        raise AudioError(ALL_ZEROS)
+    reason = no_signal_reason(signal)
+    if reason is not None:
+        raise AudioError(reason)
 
 
 def require_length(n_samples: int, min_samples: int) -> None:
     """Refuse a 16 kHz signal of ``n_samples`` shorter than ``min_samples``, naming both."""
     if n_samples < min_samples:
-        raise AudioError(
-            f"signal is {n_samples / SAMPLE_RATE:.3f} s long; at least "
-            f"{min_samples / SAMPLE_RATE:.3f} s ({min_samples} samples at {SAMPLE_RATE} Hz) "
-            "is needed"
-        )
+        raise AudioError(too_short(n_samples, min_samples))
+
+
+def too_short(n_samples: int, min_samples: int) -> str:
+    """The message for a 16 kHz signal of ``n_samples`` shorter than ``min_samples``."""
+    return (
+        f"signal is {n_samples / SAMPLE_RATE:.3f} s long; at least "
+        f"{min_samples / SAMPLE_RATE:.3f} s ({min_samples} samples at {SAMPLE_RATE} Hz) is needed"
+    )
 
 
 class StreamingResampler:
@@ -103,16 +165,19 @@ class StreamingResampler:
         return self._soxr.resample_chunk(np.zeros(0, dtype=np.float32), last=True)
 
 
-def _as_float(signal: np.ndarray) -> np.ndarray:
+def _as_float(signal: np.ndarray, pcm: tuple[float, float] | None) -> np.ndarray:
     """Integer PCM -> float32 in -1..1; float -> float32; anything else is an AudioError."""
     if signal.dtype.kind in "iu":
-        info = np.iinfo(signal.dtype)
-        scale = max(abs(int(info.min)), int(info.max))
-        offset = 0.0 if signal.dtype.kind == "i" else (int(info.max) + 1) / 2
+        offset, scale = pcm_scale(signal) if pcm is None else pcm
         return ((signal.astype(np.float64) - offset) / scale).astype(np.float32)
     if signal.dtype.kind == "f":
         return signal.astype(np.float32, copy=False)
     raise AudioError(f"signal dtype {signal.dtype} is not integer PCM or float")
+
+
+def _wider_than_pcm(dtype: np.dtype) -> bool:
+    """Integers of more than 32 bits: a container, not a PCM format."""
+    return dtype.kind in "iu" and dtype.itemsize > 4
 
 
 def _down_mix(x: np.ndarray, channels_last: bool = False) -> np.ndarray:

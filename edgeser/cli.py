@@ -18,7 +18,7 @@ from .audio import find_audio_files
 from .config import RuntimeConfig
 from .contract import CONTRACT_VERSION, SAMPLE_RATE
 from .display import CsvRows, JsonLines, JsonRows, LiveBars, RowWriter, TableRows
-from .errors import AudioFileError, ConfigError, EdgeserError
+from .errors import AudioError, AudioFileError, ConfigError, EdgeserError
 from .model import Model, load
 from .sources import DeviceSource, FileSource, input_devices
 from .stream import Stream
@@ -45,7 +45,7 @@ def score(args: argparse.Namespace) -> int:
     config = _config(args)
     model = load(config.model, threads=config.threads)
     window, hop = model.window_hop(config.window_s, config.hop_s)
-    vad = config.energy_vad()
+    vad = config.voice_gate()
     files = find_audio_files(args.paths)
     if not files:
         raise AudioFileError(f"no audio files found in {', '.join(args.paths)}")
@@ -83,7 +83,7 @@ def stream(args: argparse.Namespace) -> int:
         source,
         window=config.window_s,
         hop=config.hop_s,
-        vad=config.energy_vad(),
+        vad=config.voice_gate(),
         smoothing=config.smoothing,
         max_pending=config.max_pending,
     )
@@ -91,6 +91,7 @@ def stream(args: argparse.Namespace) -> int:
     if fmt == "auto":
         fmt = "bars" if sys.stdout.isatty() else "jsonl"
     display = LiveBars(sys.stdout) if fmt == "bars" else JsonLines(sys.stdout)
+    failed = None
     try:
         with live:
             for reading in live:
@@ -99,9 +100,14 @@ def stream(args: argparse.Namespace) -> int:
                     break
     except KeyboardInterrupt:
         pass  # Ctrl-C is how a live stream ends
+    except AudioError as exc:  # the audio could not be scored: as in `score`, exit 1
+        failed = exc if isinstance(exc, AudioFileError) else f"{args.from_file or 'input'}: {exc}"
     finally:
         display.close()
         print(f"{PROG}: stream stopped: {live.stats.summary()}", file=sys.stderr)
+    if failed is not None:
+        print(f"{PROG}: {failed}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -185,7 +191,8 @@ def _parser() -> argparse.ArgumentParser:
     common.add_argument("--window", type=_positive_float, help="window, s (default: model's)")
     common.add_argument("--hop", type=_positive_float, help="hop, s (default: model's)")
     common.add_argument("--no-vad", action="store_true", help="score windows without speech too")
-    common.add_argument("--vad-threshold", type=float, help="speech level, dBFS (default -45)")
+    common.add_argument("--vad-threshold", type=float,
+                        help="fixed speech level, dBFS (default: noise-floor gate)")  # fmt: skip
 
     p = commands.add_parser("score", parents=[common], help="score audio files and folders")
     p.add_argument("paths", nargs="+", metavar="PATH", help="audio files or folders (walked)")

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .errors import ConfigError
-from .vad import EnergyVad
+from .vad import EnergyVad, NoiseFloorVad, VoiceGate
 
 
 @dataclass(frozen=True)
@@ -21,9 +21,11 @@ class RuntimeConfig:
     threads: int = 1  # onnxruntime intra-op threads (1 suits a Raspberry Pi)
     window_s: float | None = None  # None: the model's recommended window
     hop_s: float | None = None  # None: the model's recommended hop
-    vad: bool = True  # gate windows with the energy VAD (False: score every window)
-    vad_threshold_db: float = EnergyVad.threshold_db  # frame level counted as speech, dBFS
-    vad_min_voiced: float = EnergyVad.min_voiced  # share of speech frames for a voiced window
+    vad: bool = True  # gate windows for speech (False: score every window that carries signal)
+    vad_threshold_db: float | None = None  # None: the level-independent NoiseFloorVad; a number:
+    # the fixed EnergyVad, counting frames of at least this speech-band level (dBFS) as speech
+    vad_min_voiced: float | None = None  # share of speech frames for a voiced window (None:
+    # the gate's default: 0.05 for the noise-floor gate, 0.1 for a fixed threshold)
     smoothing: float | None = None  # stream only: EMA factor in (0, 1]
     device: int | str | None = None  # stream only: input device index or name; None: the default
     block_s: float = 0.05  # stream only: audio block length
@@ -67,12 +69,15 @@ class RuntimeConfig:
             )
         return dataclasses.replace(self, **{k: v for k, v in values.items() if v is not None})
 
-    def energy_vad(self) -> EnergyVad | None:
+    def voice_gate(self) -> VoiceGate | None:
         """The voice-activity gate these settings ask for (None: no gating)."""
         if not self.vad:
             return None
         try:
-            return EnergyVad(threshold_db=self.vad_threshold_db, min_voiced=self.vad_min_voiced)
+            share = {} if self.vad_min_voiced is None else {"min_voiced": self.vad_min_voiced}
+            if self.vad_threshold_db is None:
+                return NoiseFloorVad(**share)
+            return EnergyVad(threshold_db=self.vad_threshold_db, **share)
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
 

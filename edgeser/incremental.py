@@ -35,9 +35,10 @@ import onnxruntime as ort
 
 from .contract import OUTPUT_ADV, OUTPUT_EMBEDDING, SAMPLE_RATE
 from .errors import ModelError
+from .levels import at_model_level
 from .readings import Reading
 from .scoring import ScoreWindow, WindowScorer
-from .vad import EnergyVad
+from .vad import VoiceGate
 
 STREAM_SUFFIX = ".stream.onnx"
 CHUNK_NAME = "chunk"
@@ -156,7 +157,7 @@ class IncrementalScorer(WindowScorer):
         window_s: float,
         hop_s: float,
         min_samples: int,
-        vad: EnergyVad | None = None,
+        vad: VoiceGate | None = None,
     ) -> None:
         if not graph.spec.supports(window_s, hop_s):
             raise ValueError(
@@ -170,6 +171,7 @@ class IncrementalScorer(WindowScorer):
 
     def push(self, samples: np.ndarray) -> list[Reading]:
         """Add samples; advance the graph and return the readings of completed windows."""
+        self.heard_samples += samples.size
         return [self._advance(start, window) for start, window in self._windows.push(samples)]
 
     def reset(self, start_s: float = 0.0) -> None:
@@ -195,6 +197,13 @@ class IncrementalScorer(WindowScorer):
         self._heard = start + window.size
         start_s = self._start_s + start / SAMPLE_RATE
         end_s = start_s + window.size / SAMPLE_RATE
-        if self._vad is not None and not self._vad.is_voiced(window):
+        if not self._gate(start, window):
             return Reading.unvoiced(start_s, end_s)
+        if at_model_level(window) is not window:  # outside the level range: re-score it scaled
+            return self._score_window(window, start_s)
+        if not (np.isfinite(adv).all() and np.isfinite(embedding).all()):
+            raise ModelError(
+                f"{self._graph.path.name} gave NaN or infinite output for the window "
+                f"{start_s:.3f}-{end_s:.3f} s"
+            )
         return Reading(start_s, end_s, *map(float, adv), voiced=True, embedding=embedding)

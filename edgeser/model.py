@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
 
 from .audio import (
-    ALL_ZEROS,
     StreamingResampler,
+    as_array,
     as_mono_float32,
+    check_rate,
+    pcm_scale,
     read_blocks,
-    require_length,
     require_scorable,
+    samples_first,
     to_mono_float32,
 )
 from .contract import (
@@ -27,12 +30,16 @@ from .contract import (
 )
 from .errors import AudioError, AudioFileError, ConfigError, ModelError
 from .incremental import IncrementalGraph, IncrementalScorer
+from .levels import at_model_level
 from .readings import FileScore, Reading, aggregate
 from .scoring import Scorer, WindowScorer
-from .vad import EnergyVad
+from .vad import NoiseFloorVad, VoiceGate
 
 DEFAULT_MODEL = Path(__file__).parent / "models" / "default.onnx"
-DEFAULT_VAD = EnergyVad()
+DEFAULT_VAD = NoiseFloorVad()
+# ``predict`` scores a clip of up to this many model windows whole; a longer one window by
+# window (its memory then does not grow with the clip), like ``score_file`` without a gate.
+WHOLE_CLIP_WINDOWS = 4
 
 
 class Model:
@@ -63,45 +70,43 @@ class Model:
         return {n.name: f"{n.type} {list(n.shape)}" for n in nodes}
 
     def predict(self, signal: np.ndarray, sampling_rate: int) -> Reading:
-        """Score one clip as a whole (no voice gating): A/D/V, and the embedding if the model
-        has one. Any rate, int or float PCM, mono or stereo; raises AudioError for audio that
-        is empty, shorter than the model's minimum, non-finite, all zeros or of a bad dtype."""
-        x = to_mono_float32(signal, sampling_rate)
-        require_scorable(x, self.info.min_samples)
-        return self.score_window(x)
+        """Score one clip (no voice gating): A/D/V, and the embedding if the model has one.
+        Any rate, int or float PCM, mono or stereo. A clip of up to ``WHOLE_CLIP_WINDOWS``
+        model windows is scored whole; a longer one window by window (the model's window and
+        hop), aggregated like ``score_file(..., vad=None)``. Raises AudioError for audio that
+        is empty, shorter than the model's minimum, non-finite, of a bad dtype, or that
+        carries no signal (digital silence, DC only: see ``edgeser.levels``)."""
+        rate = check_rate(sampling_rate)
+        x = samples_first(as_array(signal))
+        if x.shape[0] <= WHOLE_CLIP_WINDOWS * self.info.window_s * rate:
+            clip = to_mono_float32(x, rate)
+            require_scorable(clip, self.info.min_samples)
+            return self.score_window(clip)
+        pcm = pcm_scale(x) if x.dtype.kind in "iu" else None
+        blocks = (x[i : i + rate] for i in range(0, x.shape[0], rate))  # 1 s blocks
+        windows, n_samples = self._score_blocks(self.scorer(vad=None), rate, blocks, pcm)
+        return aggregate(windows, 0.0, n_samples / SAMPLE_RATE)
 
     def score_file(
         self,
         path: str | os.PathLike[str],
         window: float | None = None,
         hop: float | None = None,
-        vad: EnergyVad | None = DEFAULT_VAD,
+        vad: VoiceGate | None = DEFAULT_VAD,
     ) -> FileScore:
         """Score a file window by window (window/hop in seconds; default: the model's).
 
         Windows end at window, window + hop, ...; a last window aligned to the end of the file
         covers any tail, and a file shorter than one window is one window (scored exactly like
         ``predict`` on it). The file is read in blocks, so its length does not cost memory.
-        The aggregate is the mean over voiced windows (see ``readings.aggregate``).
+        The aggregate is the mean over voiced windows (see ``readings.aggregate``). A file
+        too short to score, or without any window that carries signal, is an AudioFileError.
         """
         path = Path(path)
         scorer = self.scorer(window, hop, vad)
         rate, blocks = read_blocks(path)
-        resampler = StreamingResampler(rate)
-        windows: list[Reading] = []
-        n_samples, heard = 0, False
         try:
-            for block in blocks:
-                x = resampler.process(as_mono_float32(block, channels_last=True))
-                heard = heard or bool(np.any(x))
-                n_samples += x.size
-                windows += scorer.push(x)
-            tail = resampler.flush()
-            n_samples += tail.size
-            windows += scorer.push(tail) + scorer.flush()
-            require_length(n_samples, self.info.min_samples)
-            if not heard:
-                raise AudioError(ALL_ZEROS)
+            windows, n_samples = self._score_blocks(scorer, rate, blocks)
         except AudioFileError:
             raise
         except AudioError as exc:
@@ -109,11 +114,36 @@ class Model:
         duration = n_samples / SAMPLE_RATE
         return FileScore(path, duration, windows, aggregate(windows, 0.0, duration))
 
+    def _score_blocks(
+        self,
+        scorer: Scorer,
+        rate: int,
+        blocks: Iterable[np.ndarray],
+        pcm: tuple[float, float] | None = None,
+    ) -> tuple[list[Reading], int]:
+        """Push blocks ([frames] or [frames, channels] at ``rate``) through the resampler
+        into ``scorer``: the readings and the number of 16 kHz samples. AudioError when the
+        audio as a whole cannot be scored (``Scorer.unscorable``)."""
+        resampler = StreamingResampler(rate)
+        windows: list[Reading] = []
+        n_samples = 0
+        for block in blocks:
+            x = resampler.process(as_mono_float32(block, channels_last=True, pcm=pcm))
+            n_samples += x.size
+            windows += scorer.push(x)
+        tail = resampler.flush()
+        n_samples += tail.size
+        windows += scorer.push(tail) + scorer.flush()
+        reason = scorer.unscorable()
+        if reason is not None:
+            raise AudioError(reason)
+        return windows, n_samples
+
     def scorer(
         self,
         window: float | None = None,
         hop: float | None = None,
-        vad: EnergyVad | None = DEFAULT_VAD,
+        vad: VoiceGate | None = DEFAULT_VAD,
     ) -> Scorer:
         """A fresh window scorer (window/hop in seconds; default: the model's), for a Stream:
         incremental when the model ships a streaming graph that supports window and hop,
@@ -145,6 +175,8 @@ class Model:
         n = self.info.min_samples
         tone = (0.1 * np.sin(2 * np.pi * 220 * np.arange(n) / SAMPLE_RATE)).astype(np.float32)
         outputs = self._run(tone)
+        if not all(np.isfinite(o).all() for o in outputs):
+            raise ModelError(f"{self.path}: the graph gives NaN or infinite output on a test tone")
         if outputs[0].shape != (1, 3):
             raise ModelError(f"{self.path}: {OUTPUT_ADV!r} came out {outputs[0].shape}, not (1, 3)")
         if len(outputs) > 1 and (outputs[1].ndim != 2 or outputs[1].shape[0] != 1):
@@ -161,11 +193,17 @@ class Model:
             ) from None
 
     def score_window(self, samples: np.ndarray, start_s: float = 0.0) -> Reading:
-        """Run the model on one 16 kHz mono float32 window, unchecked (callers check it)."""
-        outputs = self._run(samples)
+        """Run the model on one 16 kHz mono float32 window, brought into the model's level
+        range (``levels.at_model_level``); ModelError if the graph gives NaN or inf."""
+        outputs = self._run(at_model_level(samples))
+        end_s = start_s + samples.size / SAMPLE_RATE
+        if not all(np.isfinite(o).all() for o in outputs):
+            raise ModelError(
+                f"{self.path.name} gave NaN or infinite output for the window "
+                f"{start_s:.3f}-{end_s:.3f} s"
+            )
         adv = outputs[0][0]
         embedding = outputs[1][0] if len(outputs) > 1 else None
-        end_s = start_s + samples.size / SAMPLE_RATE
         return Reading(start_s, end_s, *map(float, adv), voiced=True, embedding=embedding)
 
 

@@ -12,9 +12,11 @@ from typing import Protocol
 
 import numpy as np
 
+from .audio import too_short
 from .contract import SAMPLE_RATE
+from .levels import MIN_SIGNAL_FRAMES, NO_SIGNAL, FrameLevels, signal_frames
 from .readings import Reading
-from .vad import EnergyVad
+from .vad import VoiceGate
 
 ScoreWindow = Callable[[np.ndarray, float], Reading]
 
@@ -39,6 +41,10 @@ class Scorer(Protocol):
 
     def reset(self, start_s: float = 0.0) -> None:
         """Forget all audio (after a gap); the next sample is at ``start_s`` seconds."""
+        ...
+
+    def unscorable(self) -> str | None:
+        """At the end of the audio: why none of it could be scored, or None."""
         ...
 
 
@@ -98,7 +104,9 @@ class SlidingWindows:
 
 
 class WindowScorer:
-    """The default Scorer: every hop, gate the last window with the VAD and score it whole."""
+    """The default Scorer: every hop, gate the last window and score it whole. A window that
+    carries no signal (digital silence, DC only: see ``edgeser.levels``) is never scored, with
+    or without a voice gate."""
 
     def __init__(
         self,
@@ -106,22 +114,31 @@ class WindowScorer:
         window_s: float,
         hop_s: float,
         min_samples: int,
-        vad: EnergyVad | None = None,
+        vad: VoiceGate | None = None,
     ) -> None:
         self._score_window = score_window
         self._windows = SlidingWindows(round(window_s * SAMPLE_RATE), round(hop_s * SAMPLE_RATE))
+        self._levels = FrameLevels(window_s + (vad.history_s if vad is not None else 0.0))
         self.hop_s = hop_s
         self._min_samples = min_samples
         self._vad = vad
         self._start_s = 0.0
+        self.heard_samples = 0  # samples pushed or skipped since creation (resets included)
+        self.heard_signal = False  # whether any window so far carried signal
 
     def push(self, samples: np.ndarray) -> list[Reading]:
         """Add samples; return the readings of the windows they complete."""
+        self.heard_samples += samples.size
         return [self._read(start, window) for start, window in self._windows.push(samples)]
 
     def skip(self, samples: np.ndarray) -> int:
-        """Add samples; count, but do not score, the windows they complete."""
-        return len(self._windows.push(samples))
+        """Add samples; count, but do not score, the windows they complete (the gate still
+        hears them, so its noise floor stays that of the audio)."""
+        self.heard_samples += samples.size
+        windows = self._windows.push(samples)
+        for start, window in windows:
+            self._levels.window(start, window)
+        return len(windows)
 
     def flush(self) -> list[Reading]:
         """The reading of the uncovered tail (if at least the model's minimum length)."""
@@ -133,11 +150,29 @@ class WindowScorer:
     def reset(self, start_s: float = 0.0) -> None:
         """Forget all audio; the next sample is at ``start_s`` seconds."""
         self._windows.reset()
+        self._levels.reset()
         self._start_s = start_s
+
+    def unscorable(self) -> str | None:
+        """At the end of the audio: why none of it could be scored (too short, or no window
+        carried signal), or None."""
+        if self.heard_samples < self._min_samples:
+            return too_short(self.heard_samples, self._min_samples)
+        if not self.heard_signal:
+            return NO_SIGNAL
+        return None
+
+    def _gate(self, start: int, window: np.ndarray) -> bool:
+        """Whether the window is to be scored: it carries signal and the gate hears speech."""
+        levels, inside = self._levels.window(start, window)
+        if signal_frames(levels[levels.size - inside :]) < MIN_SIGNAL_FRAMES:
+            return False
+        self.heard_signal = True
+        return self._vad is None or self._vad.voiced(levels, inside)
 
     def _read(self, start: int, window: np.ndarray) -> Reading:
         """One window -> its reading (unvoiced and unscored when the gate finds no speech)."""
         start_s = self._start_s + start / SAMPLE_RATE
-        if self._vad is not None and not self._vad.is_voiced(window):
+        if not self._gate(start, window):
             return Reading.unvoiced(start_s, start_s + window.size / SAMPLE_RATE)
         return self._score_window(window, start_s)

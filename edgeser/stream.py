@@ -22,11 +22,11 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from .audio import StreamingResampler, as_mono_float32
-from .errors import ConfigError, EdgeserError
+from .errors import AudioError, ConfigError, EdgeserError
 from .model import DEFAULT_VAD, Model
 from .readings import Reading
 from .sources import AudioSource, DeviceSource, frame_count
-from .vad import EnergyVad
+from .vad import VoiceGate
 
 logger = logging.getLogger(__name__)
 
@@ -72,7 +72,7 @@ class Stream:
         *,
         window: float | None = None,
         hop: float | None = None,
-        vad: EnergyVad | None = DEFAULT_VAD,
+        vad: VoiceGate | None = DEFAULT_VAD,
         smoothing: float | None = None,
         callback: Callable[[Reading], object] | None = None,
         max_pending: int = 64,
@@ -221,9 +221,14 @@ class Stream:
         return frame + samples.size
 
     def _flush(self) -> None:
-        """At the end of the source: score the not yet covered tail."""
+        """At the end of the source: score the not yet covered tail; then, if none of the
+        audio could be scored (too short, no signal), end with that AudioError, as
+        ``score_file`` and ``predict`` do."""
         for reading in self._scorer.push(self._resampler.flush()) + self._scorer.flush():
             self._deliver(reading)
+        reason = self._scorer.unscorable()
+        if reason is not None and self.error is None:
+            self.error = AudioError(reason)
 
     def _deliver(self, reading: Reading) -> None:
         """Smooth, count, and hand a reading to the callback or the iterator."""

@@ -132,3 +132,28 @@ def test_markdown_lists_skipped_sections(quick_run: tuple[dict, Path]) -> None:
     results, _ = quick_run
     skipped = {**results, "skipped": [{"what": "reference teacher", "why": "not built"}]}
     assert "- reference teacher: not built" in markdown(skipped)
+
+
+def test_voice_gate_benchmark_cuts_windows_like_score_file_and_keeps_quality_md(
+    tmp_path: Path,
+) -> None:
+    import numpy as np
+
+    from benchmarks import voice_gate
+
+    assert voice_gate.spans(16_000, tail=True) == [(0, 16_000)]  # shorter than a window
+    assert voice_gate.spans(56_000, tail=False) == [(0, 48_000)]
+    assert voice_gate.spans(56_000, tail=True) == [(0, 48_000), (8_000, 56_000)]
+    active = np.zeros(8 * 16_000, bool)
+    active[4 * 16_000 : 5 * 16_000] = True
+    assert voice_gate.window_labels(active, active) == ["noise", "noise", "speech", "speech",
+                                                        "speech", "noise"]  # fmt: skip
+    report = tmp_path / "quality.md"
+    report.write_text("# Quality\n\nmodel tables\n")
+    for run in ("first", "second"):
+        voice_gate.write_section(report, f"{voice_gate.BEGIN}\n{run}\n{voice_gate.END}\n")
+    text = report.read_text()
+    assert text.startswith("# Quality\n\nmodel tables\n") and "second" in text
+    assert "first" not in text and text.count(voice_gate.BEGIN) == 1
+    assert voice_gate.section_of(text) == f"{voice_gate.BEGIN}\nsecond\n{voice_gate.END}\n"
+    assert voice_gate.section_of("# Quality\n") == ""

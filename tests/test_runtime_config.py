@@ -47,10 +47,10 @@ def test_missing_config_file(tmp_path):
 
 
 def test_vad_settings():
-    assert RuntimeConfig(vad=False).energy_vad() is None
-    assert RuntimeConfig(vad_threshold_db=-50.0).energy_vad() == EnergyVad(threshold_db=-50.0)
+    assert RuntimeConfig(vad=False).voice_gate() is None
+    assert RuntimeConfig(vad_threshold_db=-50.0).voice_gate() == EnergyVad(threshold_db=-50.0)
     with pytest.raises(ConfigError, match="min_voiced"):
-        RuntimeConfig(vad_min_voiced=0.0).energy_vad()
+        RuntimeConfig(vad_min_voiced=0.0).voice_gate()
 
 
 def test_flags_left_out_do_not_override():

@@ -213,10 +213,11 @@ def test_aggregate_is_the_mean_of_voiced_windows(tiny_model, write_wav):
     assert (result.aggregate.start_s, result.aggregate.end_s) == (0.0, 6.0)
 
 
-def test_quiet_file_has_an_unvoiced_aggregate_unless_vad_is_off(tiny_model, write_wav):
+def test_quiet_file_is_voiced_by_the_default_gate_not_by_a_fixed_threshold(tiny_model, write_wav):
     path = write_wav("quiet.wav", voice_like(2.0) * 0.001, subtype="FLOAT")  # about -80 dBFS
-    result = tiny_model.score_file(path)
-    assert not result.aggregate.voiced and math.isnan(result.aggregate.valence)
+    assert tiny_model.score_file(path).aggregate.voiced  # level-independent default gate
+    fixed = tiny_model.score_file(path, vad=edgeser.EnergyVad(threshold_db=-45.0))
+    assert not fixed.aggregate.voiced and math.isnan(fixed.aggregate.valence)
     assert tiny_model.score_file(path, vad=None).aggregate.voiced
     loud_enough = edgeser.EnergyVad(threshold_db=-90.0)
     assert tiny_model.score_file(path, vad=loud_enough).aggregate.voiced
@@ -261,7 +262,7 @@ def test_bad_files_raise_audio_file_error(tiny_model, write_wav, tmp_path):
         messages[name] = str(caught.value)
         assert str(path) in messages[name], name
     assert "no such file" in messages["missing"]
-    assert "all zeros" in messages["all zeros"]
+    assert "no voice to score" in messages["all zeros"]
     assert "at least 0.250 s" in messages["too short"]
     assert "8 channels" in messages["8 channels"]
     assert "truncated or corrupt" in messages["truncated flac"]
