@@ -7,11 +7,14 @@ scored); 2 an error that stops the command (bad model, device, flag or config), 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
+import signal
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
 
 from . import __version__
 from .audio import find_audio_files
@@ -77,7 +80,7 @@ def stream(args: argparse.Namespace) -> int:
     if args.from_file:
         source = FileSource(args.from_file, realtime=args.realtime, block_s=config.block_s)
     else:
-        source = DeviceSource(config.device, block_s=config.block_s)
+        source = DeviceSource(config.device, block_s=config.block_s, reconnect=config.reconnect)
     live = Stream(
         model,
         source,
@@ -92,17 +95,38 @@ def stream(args: argparse.Namespace) -> int:
         fmt = "bars" if sys.stdout.isatty() else "jsonl"
     display = LiveBars(sys.stdout) if fmt == "bars" else JsonLines(sys.stdout)
     try:
-        with live:
+        with _interrupted_by_signals(), live:
             for reading in live:
                 display.show(reading)
                 if args.duration is not None and reading.end_s >= args.duration:
                     break
     except KeyboardInterrupt:
-        pass  # Ctrl-C is how a live stream ends
-    finally:
+        pass  # Ctrl-C (or SIGTERM) is how a live stream ends
+    finally:  # also when the device is lost: the summary, then the error (exit 2)
         display.close()
         print(f"{PROG}: stream stopped: {live.stats.summary()}", file=sys.stderr)
     return 0
+
+
+@contextlib.contextmanager
+def _interrupted_by_signals() -> Iterator[None]:
+    """SIGINT and SIGTERM raise KeyboardInterrupt in the main thread while the stream runs,
+    even where SIGINT was inherited as ignored (a job started in the background by a script)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    signals = (signal.SIGINT, signal.SIGTERM)
+    previous = {s: signal.signal(s, _raise_keyboard_interrupt) for s in signals}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
+def _raise_keyboard_interrupt(signum: int, frame: object) -> None:
+    """Signal handler: end the stream as Ctrl-C does."""
+    raise KeyboardInterrupt
 
 
 def devices(args: argparse.Namespace) -> int:
@@ -157,6 +181,7 @@ def _config(args: argparse.Namespace) -> RuntimeConfig:
         "vad_threshold_db": args.vad_threshold,
         "smoothing": getattr(args, "smoothing", None),
         "device": getattr(args, "device", None),
+        "reconnect": getattr(args, "reconnect", False) or None,
     }
     return config.updated(flags, source="command line")
 
@@ -201,6 +226,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="auto: bars on a terminal, JSON lines when piped")  # fmt: skip
     p.add_argument("--smoothing", type=_positive_float, help="EMA factor in (0, 1]")
     p.add_argument("--duration", type=_positive_float, help="stop after this many seconds")
+    p.add_argument(
+        "--reconnect", action="store_true", help="wait for a lost device to come back (not: exit 2)"
+    )
     p.set_defaults(command=stream)
 
     p = commands.add_parser("devices", help="list audio input devices")

@@ -26,6 +26,7 @@ class RuntimeConfig:
     vad_min_voiced: float = EnergyVad.min_voiced  # share of speech frames for a voiced window
     smoothing: float | None = None  # stream only: EMA factor in (0, 1]
     device: int | str | None = None  # stream only: input device index or name; None: the default
+    reconnect: bool = False  # stream only: reopen a lost device when it is back (else: an error)
     block_s: float = 0.05  # stream only: audio block length
     max_pending: int = 64  # stream only: blocks queued for the worker before dropping
 

@@ -7,7 +7,14 @@ counts what it cannot take. A non-live source (a file read as fast as it can be 
 
 from __future__ import annotations
 
+import atexit
+import contextlib
+import logging
+import math
 import os
+import select
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterable
@@ -17,10 +24,14 @@ from typing import Any, Protocol
 import numpy as np
 
 from .audio import check_rate, read_blocks
+from .capture import OVERFLOW, READY, record_size
 from .contract import SAMPLE_RATE
-from .errors import DeviceError
+from .errors import ConfigError, DeviceError
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_BLOCK_S = 0.05
+OPEN_TIMEOUT_S = 10.0  # for the capture process to open the device (a Pi imports slowly)
 
 
 class BlockSink(Protocol):
@@ -36,6 +47,10 @@ class BlockSink(Protocol):
 
     def end(self, error: BaseException | None = None) -> None:
         """The source has no more audio (``error``: it broke off)."""
+        ...
+
+    def reconnected(self, lost_frames: int) -> None:
+        """A lost device is back; about ``lost_frames`` frames were not heard meanwhile."""
         ...
 
 
@@ -80,8 +95,10 @@ class BlockSource:
             self._thread.join(timeout=5)
 
     def _feed(self, sink: BlockSink) -> None:
-        """Deliver every block (paced in real time if asked), then tell the sink it ended."""
+        """Deliver every block (paced in real time if asked), then tell the sink it ended;
+        however the iterable ends (even by SystemExit or KeyboardInterrupt), the sink hears."""
         start, frames = time.monotonic(), 0
+        error: BaseException | None = None
         try:
             for block in self._blocks:
                 if self._stopping.is_set():
@@ -92,10 +109,10 @@ class BlockSource:
                         max(0.0, start + frames / self.sampling_rate - time.monotonic())
                     )
                 sink.block(block)
-        except Exception as exc:  # the iterable broke off: end the stream, with the reason
-            sink.end(exc)
-            return
-        sink.end()
+        except BaseException as exc:  # the iterable broke off: end the stream, with the reason
+            error = exc
+        finally:
+            sink.end(error)
 
 
 class FileSource(BlockSource):
@@ -113,46 +130,132 @@ class FileSource(BlockSource):
 class DeviceSource:
     """A PortAudio input device (by index or name; None: the default input), one channel, at
     16 kHz when the device offers it, else at its default rate (44.1/48 kHz; the Stream
-    resamples). Raises DeviceError when PortAudio or the device cannot be found."""
+    resamples). Raises DeviceError when PortAudio or the device cannot be found.
+
+    PortAudio records in a child process (``edgeser.capture``), so that a device that vanishes
+    can never hang the caller. When no block has come for ``watchdog_s`` seconds the device is
+    taken as gone: the stream ends with a DeviceError naming it, or, with ``reconnect``, the
+    device is reopened by name every ``retry_s`` seconds until it is back (the stream counts
+    each return in ``stats.reconnects``; the audio meanwhile is a gap)."""
 
     live = True
 
-    def __init__(self, device: int | str | None = None, block_s: float = DEFAULT_BLOCK_S) -> None:
+    def __init__(
+        self,
+        device: int | str | None = None,
+        block_s: float = DEFAULT_BLOCK_S,
+        *,
+        reconnect: bool = False,
+        watchdog_s: float = 2.0,
+        retry_s: float = 1.0,
+    ) -> None:
+        if not 0 < watchdog_s < math.inf or not 0 < retry_s < math.inf:
+            raise ConfigError(f"watchdog_s and retry_s must be positive: {watchdog_s}, {retry_s}")
         self._sd = _sounddevice()
         self.device = find_input_device(device)
         self.name = str(self._sd.query_devices(self.device)["name"])
         self.sampling_rate = self._pick_rate()
+        self.reconnect = reconnect
+        self.watchdog_s, self.retry_s = watchdog_s, retry_s
         self._block_frames = max(1, round(block_s * self.sampling_rate))
-        self._stream: Any = None
+        self._child: subprocess.Popen[bytes] | None = None  # the capture process
+        self._lock = threading.Lock()  # guards _child, which the relay replaces on reconnect
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
 
     def start(self, sink: BlockSink) -> None:
-        """Open and start the PortAudio input stream; its callback only copies and hands on."""
-
-        def on_audio(indata: np.ndarray, frames: int, when: Any, status: Any) -> None:
-            if status.input_overflow:
-                sink.overflow()
-            sink.block(indata.copy())
-
-        try:
-            self._stream = self._sd.InputStream(
-                device=self.device,
-                channels=1,
-                samplerate=self.sampling_rate,
-                blocksize=self._block_frames,
-                dtype="float32",
-                callback=on_audio,
-                finished_callback=sink.end,
-            )
-            self._stream.start()
-        except self._sd.PortAudioError as exc:
-            raise DeviceError(f"cannot open input device {self.name!r}: {exc}") from None
+        """Start the capture process (DeviceError if it cannot open the device), then the
+        thread that hands its blocks to ``sink`` and watches that they keep coming."""
+        _skip_portaudio_exit_cleanup(self._sd)  # the device may vanish before the exit
+        self._child = self._open()
+        self._thread = threading.Thread(
+            target=self._relay, args=(sink, self._child), name="edgeser-device", daemon=True
+        )
+        self._thread.start()
 
     def stop(self) -> None:
-        """Stop and close the PortAudio stream."""
-        stream, self._stream = self._stream, None
-        if stream is not None:
-            stream.stop()
-            stream.close()
+        """End the capture process and the relay thread; returns within about a second
+        whatever the device or PortAudio does."""
+        self._stopping.set()
+        with self._lock:
+            child = self._child
+        if child is not None:
+            _end_process(child)  # the relay sees its pipe end and finishes
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout=1)
+
+    def _open(self) -> subprocess.Popen[bytes]:
+        """A capture process that has opened the device; DeviceError with its reason if not."""
+        child = subprocess.Popen(
+            [sys.executable, "-m", "edgeser.capture", self.name, str(self.sampling_rate),
+             str(self._block_frames)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        )  # fmt: skip
+        assert child.stdout is not None and child.stderr is not None
+        ready = _read_exactly(child.stdout.fileno(), 1, OPEN_TIMEOUT_S)
+        if ready == READY:
+            child.stderr.close()  # later PortAudio chatter goes nowhere
+            return child
+        _end_process(child)
+        child.stdout.close()
+        reason = child.stderr.read().decode(errors="replace").strip().splitlines()
+        child.stderr.close()
+        detail = reason[-1] if reason else f"no answer within {OPEN_TIMEOUT_S:g} s"
+        raise DeviceError(f"cannot open input device {self.name!r}: {detail}")
+
+    def _relay(self, sink: BlockSink, child: subprocess.Popen[bytes] | None) -> None:
+        """Hand blocks over until stopped; when they stop coming, reconnect or end with a
+        DeviceError naming the device."""
+        size = record_size(self._block_frames)
+        error: BaseException | None = None
+        try:
+            while child is not None and child.stdout is not None:
+                record = _read_exactly(child.stdout.fileno(), size, self.watchdog_s)
+                if self._stopping.is_set():
+                    break
+                if record is not None and len(record) == size:
+                    if record[0] == OVERFLOW:
+                        sink.overflow()
+                    sink.block(np.frombuffer(record, np.float32, offset=1)[:, None])
+                    continue
+                silent_s = self.watchdog_s if record is None else 0.0
+                lost_since = time.monotonic() - silent_s
+                _end_process(child)
+                child.stdout.close()
+                if not self.reconnect:
+                    silence = f" (nothing for {silent_s:g} s)" if silent_s else ""
+                    error = DeviceError(
+                        f"input device {self.name!r} stopped delivering audio{silence}: "
+                        "unplugged, or its audio server stopped"
+                    )
+                    break
+                logger.warning("input device %r is gone; reconnecting", self.name)
+                child = self._reopen()
+                if child is not None:
+                    sink.reconnected(round((time.monotonic() - lost_since) * self.sampling_rate))
+                    logger.warning("input device %r is back", self.name)
+        except BaseException as exc:  # a bug in the sink: end the stream with it
+            error = exc
+        finally:
+            if child is not None and child.stdout is not None:
+                _end_process(child)
+                child.stdout.close()
+            sink.end(error)
+
+    def _reopen(self) -> subprocess.Popen[bytes] | None:
+        """Reopen the device every ``retry_s`` seconds until it opens (None: stop() came)."""
+        while not self._stopping.wait(self.retry_s):
+            try:
+                child = self._open()
+            except DeviceError as exc:
+                logger.debug("%s", exc)
+                continue
+            with self._lock:
+                self._child = child
+            if self._stopping.is_set():  # stop() came while it opened: it did not see it
+                _end_process(child)
+            return child
+        return None
 
     def _pick_rate(self) -> int:
         """16 kHz if the device takes it (no resampling), else its default rate."""
@@ -163,6 +266,44 @@ class DeviceSource:
             return SAMPLE_RATE
         except self._sd.PortAudioError:
             return int(self._sd.query_devices(self.device)["default_samplerate"])
+
+
+def _end_process(child: subprocess.Popen[bytes]) -> None:
+    """Close a capture process's stdin (it exits at once) and kill it if it does not."""
+    if child.stdin is not None:
+        with contextlib.suppress(OSError):
+            child.stdin.close()
+    try:
+        child.wait(timeout=0.5)
+    except subprocess.TimeoutExpired:
+        child.kill()
+        child.wait()
+
+
+def _skip_portaudio_exit_cleanup(sd: ModuleType) -> None:
+    """Keep sounddevice from terminating this process's PortAudio at exit (the OS frees it):
+    once the device's audio server is gone, that hangs or aborts (JACK asserts on its dead
+    client), though this process only listed the devices."""
+    handler = getattr(sd, "_exit_handler", None)
+    if handler is not None:
+        atexit.unregister(handler)
+
+
+def _read_exactly(fd: int, size: int, timeout_s: float) -> bytes | None:
+    """``size`` bytes from a pipe, fewer at its end; None if the pipe stays silent for
+    ``timeout_s`` seconds (the watchdog)."""
+    chunks: list[bytes] = []
+    got = 0
+    while got < size:
+        ready, _, _ = select.select([fd], [], [], timeout_s)
+        if not ready:
+            return None
+        chunk = os.read(fd, size - got)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        got += len(chunk)
+    return b"".join(chunks)
 
 
 def input_devices() -> list[dict[str, Any]]:
