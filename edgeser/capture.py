@@ -1,17 +1,23 @@
-"""The capture process of a ``DeviceSource``: ``python -m edgeser.capture NAME RATE FRAMES``.
+"""The capture process of a ``DeviceSource``: PortAudio runs here, in a child process.
 
-PortAudio runs here, in a child process, and not in the caller's: when a device vanishes
-(a USB microphone unplugged, a JACK server killed), PortAudio's stop, close and terminate can
-block for good, and only a separate process can always be ended. The child opens the input
-device named NAME (exact name, as PortAudio lists it now) at RATE Hz, one float32 channel,
-FRAMES frames per block, writes one ready byte to stdout, then one record per block: a status
-byte (1: input overflow) and the block's raw samples. It exits, without touching PortAudio
-again, when its stdin closes (its parent stopped or died) or its stdout breaks. Failing to
-open the device, it prints the reason on stderr and exits 1.
+When a device vanishes (a USB microphone unplugged, a JACK server killed), PortAudio's stop,
+close and terminate can block for good (or abort the process at exit), and only a separate
+process can always be ended. So the caller never starts PortAudio for a stream:
+
+``python -m edgeser.capture find DEVICE`` prints, as JSON, the index, name and rate of the
+input device DEVICE (index, name or name fragment; empty: the default), or ``{"error": ...}``.
+
+``python -m edgeser.capture record NAME RATE FRAMES`` opens the input device named NAME
+(exact name, as PortAudio lists it now) at RATE Hz, one float32 channel, FRAMES frames per
+block, writes one ready byte to stdout, then one record per block: a status byte (1: input
+overflow) and the block's raw samples. It exits, without touching PortAudio again, when its
+stdin closes (its parent stopped or died) or its stdout breaks. Failing to open the device,
+it prints the reason on stderr and exits 1.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sys
@@ -27,9 +33,31 @@ def record_size(frames: int) -> int:
 
 
 def main(argv: list[str]) -> None:
-    """Capture until stdin closes (see the module docstring)."""
+    """``find`` or ``record`` (see the module docstring)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
-    name, rate, frames = argv[0], int(argv[1]), int(argv[2])
+    if argv[0] == "find":
+        find(argv[1])
+    else:
+        record(argv[1], int(argv[2]), int(argv[3]))
+    os._exit(0)  # never PortAudio's own clean-up: it may hang on a vanished device
+
+
+def find(device: str) -> None:
+    """Print the input device's index, name and rate as JSON (or the DeviceError)."""
+    from .errors import DeviceError
+    from .sources import device_rate, find_input_device, input_devices
+
+    try:
+        index = find_input_device(device or None)
+        name = next(d["name"] for d in input_devices() if d["index"] == index)
+        answer: dict[str, object] = {"index": index, "name": name, "rate": device_rate(index)}
+    except DeviceError as exc:
+        answer = {"error": str(exc)}
+    print(json.dumps(answer), flush=True)
+
+
+def record(name: str, rate: int, frames: int) -> None:
+    """Capture until stdin closes (see the module docstring)."""
     out = sys.stdout.fileno()  # written unbuffered: each block goes out whole, at once
     try:
         import sounddevice as sd
@@ -48,7 +76,6 @@ def main(argv: list[str]) -> None:
         os._exit(1)
     _send_all(out, READY)
     sys.stdin.buffer.read()  # until the parent closes the pipe (or dies)
-    os._exit(0)  # never PortAudio's own clean-up: it may hang on a vanished device
 
 
 def _input_index(sd: Any, name: str) -> int:

@@ -31,6 +31,9 @@ PROG = "edgeser"
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code."""
+    for out in (sys.stdout, sys.stderr):  # print file names byte for byte, in any locale
+        with contextlib.suppress(AttributeError, ValueError):
+            out.reconfigure(errors="surrogateescape")
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format=f"{PROG}: %(message)s")
     try:
@@ -49,11 +52,17 @@ def score(args: argparse.Namespace) -> int:
     model = load(config.model, threads=config.threads)
     window, hop = model.window_hop(config.window_s, config.hop_s)
     vad = config.energy_vad()
-    files = find_audio_files(args.paths)
+    failed = 0
+
+    def report(error: AudioFileError) -> None:
+        nonlocal failed
+        print(f"{PROG}: {error}", file=sys.stderr)
+        failed += 1
+
+    files = find_audio_files(args.paths, on_error=report)
     if not files:
         raise AudioFileError(f"no audio files found in {', '.join(args.paths)}")
     writer = _row_writer(args.format, [str(f) for f in files])
-    failed = 0
     for path in files:
         try:
             result = model.score_file(path, window, hop, vad)

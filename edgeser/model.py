@@ -12,6 +12,7 @@ from .audio import (
     ALL_ZEROS,
     StreamingResampler,
     as_mono_float32,
+    as_path,
     read_blocks,
     require_length,
     require_scorable,
@@ -84,7 +85,7 @@ class Model:
         ``predict`` on it). The file is read in blocks, so its length does not cost memory.
         The aggregate is the mean over voiced windows (see ``readings.aggregate``).
         """
-        path = Path(path)
+        path = as_path(path)
         scorer = self.scorer(window, hop, vad)
         rate, blocks = read_blocks(path)
         resampler = StreamingResampler(rate)

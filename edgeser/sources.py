@@ -7,8 +7,8 @@ counts what it cannot take. A non-live source (a file read as fast as it can be 
 
 from __future__ import annotations
 
-import atexit
 import contextlib
+import json
 import logging
 import math
 import os
@@ -151,10 +151,7 @@ class DeviceSource:
     ) -> None:
         if not 0 < watchdog_s < math.inf or not 0 < retry_s < math.inf:
             raise ConfigError(f"watchdog_s and retry_s must be positive: {watchdog_s}, {retry_s}")
-        self._sd = _sounddevice()
-        self.device = find_input_device(device)
-        self.name = str(self._sd.query_devices(self.device)["name"])
-        self.sampling_rate = self._pick_rate()
+        self.device, self.name, self.sampling_rate = _find_in_child(device)
         self.reconnect = reconnect
         self.watchdog_s, self.retry_s = watchdog_s, retry_s
         self._block_frames = max(1, round(block_s * self.sampling_rate))
@@ -166,7 +163,6 @@ class DeviceSource:
     def start(self, sink: BlockSink) -> None:
         """Start the capture process (DeviceError if it cannot open the device), then the
         thread that hands its blocks to ``sink`` and watches that they keep coming."""
-        _skip_portaudio_exit_cleanup(self._sd)  # the device may vanish before the exit
         self._child = self._open()
         self._thread = threading.Thread(
             target=self._relay, args=(sink, self._child), name="edgeser-device", daemon=True
@@ -187,8 +183,8 @@ class DeviceSource:
     def _open(self) -> subprocess.Popen[bytes]:
         """A capture process that has opened the device; DeviceError with its reason if not."""
         child = subprocess.Popen(
-            [sys.executable, "-m", "edgeser.capture", self.name, str(self.sampling_rate),
-             str(self._block_frames)],
+            [sys.executable, "-m", "edgeser.capture", "record", self.name,
+             str(self.sampling_rate), str(self._block_frames)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         )  # fmt: skip
         assert child.stdout is not None and child.stderr is not None
@@ -257,16 +253,6 @@ class DeviceSource:
             return child
         return None
 
-    def _pick_rate(self) -> int:
-        """16 kHz if the device takes it (no resampling), else its default rate."""
-        try:
-            self._sd.check_input_settings(
-                device=self.device, channels=1, samplerate=SAMPLE_RATE, dtype="float32"
-            )
-            return SAMPLE_RATE
-        except self._sd.PortAudioError:
-            return int(self._sd.query_devices(self.device)["default_samplerate"])
-
 
 def _end_process(child: subprocess.Popen[bytes]) -> None:
     """Close a capture process's stdin (it exits at once) and kill it if it does not."""
@@ -280,13 +266,33 @@ def _end_process(child: subprocess.Popen[bytes]) -> None:
         child.wait()
 
 
-def _skip_portaudio_exit_cleanup(sd: ModuleType) -> None:
-    """Keep sounddevice from terminating this process's PortAudio at exit (the OS frees it):
-    once the device's audio server is gone, that hangs or aborts (JACK asserts on its dead
-    client), though this process only listed the devices."""
-    handler = getattr(sd, "_exit_handler", None)
-    if handler is not None:
-        atexit.unregister(handler)
+def _find_in_child(device: int | str | None) -> tuple[int, str, int]:
+    """(index, name, rate) of an input device, looked up by a short-lived capture process, so
+    that this process never starts PortAudio (whose clean-up at exit hangs or crashes once a
+    device's audio server is gone); DeviceError naming the problem otherwise."""
+    spec = "" if device is None else str(device)
+    try:
+        found = subprocess.run(
+            [sys.executable, "-m", "edgeser.capture", "find", spec],
+            capture_output=True, text=True, timeout=OPEN_TIMEOUT_S,
+        )  # fmt: skip
+    except subprocess.TimeoutExpired:
+        raise DeviceError(f"PortAudio listed no devices within {OPEN_TIMEOUT_S:g} s") from None
+    answer = json.loads(found.stdout or "{}")
+    if "error" in answer or found.returncode != 0:
+        reason = (found.stderr.strip().splitlines() or ["PortAudio failed"])[-1]
+        raise DeviceError(answer.get("error") or f"cannot list input devices: {reason}")
+    return int(answer["index"]), str(answer["name"]), int(answer["rate"])
+
+
+def device_rate(index: int) -> int:
+    """16 kHz if the input device takes it (no resampling), else its default rate."""
+    sd = _sounddevice()
+    try:
+        sd.check_input_settings(device=index, channels=1, samplerate=SAMPLE_RATE, dtype="float32")
+        return SAMPLE_RATE
+    except sd.PortAudioError:
+        return int(sd.query_devices(index)["default_samplerate"])
 
 
 def _read_exactly(fd: int, size: int, timeout_s: float) -> bytes | None:
