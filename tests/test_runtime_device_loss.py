@@ -145,3 +145,40 @@ def test_reconnect_resumes_readings_when_the_device_comes_back(jack, tiny_model_
     assert times[-1] - times[-2] >= 3.0
     summary = err.strip().splitlines()[-1]
     assert summary.startswith("edgeser: stream stopped: ") and summary.endswith(", 1 reconnects")
+
+
+def test_api_stream_raises_a_device_error_and_stop_returns_at_once(jack, tiny_model, monkeypatch):
+    import edgeser
+
+    monkeypatch.setenv("JACK_DEFAULT_SERVER", jack.name)  # the capture process's server
+    stream = edgeser.Stream(tiny_model, edgeser.DeviceSource("system"))
+    readings = []
+    with pytest.raises(edgeser.DeviceError, match="input device 'system' stopped delivering"):
+        for reading in stream:
+            readings.append(reading)
+            if len(readings) == 1:
+                jack.kill()
+                killed = time.monotonic()
+    assert 1.5 < time.monotonic() - killed < 8.0  # the watchdog: 2 s without a block
+    began = time.monotonic()
+    stream.stop()
+    assert time.monotonic() - began < 2.0
+    assert stream.stats.reconnects == 0
+
+
+def test_api_reconnect_counts_the_return_in_stats(jack, tiny_model, monkeypatch):
+    import edgeser
+
+    monkeypatch.setenv("JACK_DEFAULT_SERVER", jack.name)
+    source = edgeser.DeviceSource("system", reconnect=True, watchdog_s=1.0, retry_s=0.5)
+    readings = []
+    with edgeser.Stream(tiny_model, source) as stream:
+        for reading in stream:
+            readings.append(reading)
+            if len(readings) == 1:
+                jack.kill()
+                jack.start()
+            if stream.stats.reconnects and reading.end_s > readings[0].end_s + 1.0:
+                break
+    assert stream.stats.reconnects == 1
+    assert stream.error is None
