@@ -25,6 +25,7 @@ from typing import Any
 
 READY = b"R"
 OVERFLOW = 1
+RATE = 16_000  # the contract's rate (edgeser.contract.SAMPLE_RATE; this file imports nothing)
 
 
 def record_size(frames: int) -> int:
@@ -43,15 +44,16 @@ def main(argv: list[str]) -> None:
 
 
 def find(device: str) -> None:
-    """Print the input device's index, name and rate as JSON (or the DeviceError)."""
-    from .errors import DeviceError
-    from .sources import device_rate, find_input_device, input_devices
-
+    """Print the input device's index, name and rate as JSON (or why there is none)."""
     try:
-        index = find_input_device(device or None)
-        name = next(d["name"] for d in input_devices() if d["index"] == index)
-        answer: dict[str, object] = {"index": index, "name": name, "rate": device_rate(index)}
-    except DeviceError as exc:
+        sd = import_sounddevice()
+        index = find_input_device(sd, device or None)
+        answer: dict[str, object] = {
+            "index": index,
+            "name": sd.query_devices(index)["name"],
+            "rate": input_rate(sd, index),
+        }
+    except (OSError, LookupError) as exc:
         answer = {"error": str(exc)}
     print(json.dumps(answer), flush=True)
 
@@ -60,8 +62,7 @@ def record(name: str, rate: int, frames: int) -> None:
     """Capture until stdin closes (see the module docstring)."""
     out = sys.stdout.fileno()  # written unbuffered: each block goes out whole, at once
     try:
-        import sounddevice as sd
-
+        sd = import_sounddevice()
         stream = sd.InputStream(
             device=_input_index(sd, name),
             channels=1,
@@ -80,10 +81,73 @@ def record(name: str, rate: int, frames: int) -> None:
 
 def _input_index(sd: Any, name: str) -> int:
     """The index of the input device called ``name`` (ValueError if there is none)."""
-    for index, device in enumerate(sd.query_devices()):
-        if device["name"] == name and device["max_input_channels"] > 0:
-            return index
+    for device in input_devices(sd):
+        if device["name"] == name:
+            return int(device["index"])
     raise ValueError(f"no input device named {name!r}")
+
+
+def import_sounddevice() -> Any:
+    """sounddevice; OSError saying what to install when the PortAudio library is missing."""
+    try:
+        import sounddevice
+    except OSError as exc:
+        raise OSError(
+            f"PortAudio is not available ({exc}); install it, e.g. apt install libportaudio2"
+        ) from None
+    return sounddevice
+
+
+def input_devices(sd: Any) -> list[dict[str, Any]]:
+    """PortAudio's input devices: index, name, host API, channels, default rate, is_default."""
+    default = sd.default.device[0]
+    hostapis = sd.query_hostapis()
+    return [
+        {
+            "index": i,
+            "name": d["name"],
+            "hostapi": hostapis[d["hostapi"]]["name"],
+            "channels": d["max_input_channels"],
+            "default_rate": int(d["default_samplerate"]),
+            "is_default": i == default,
+        }
+        for i, d in enumerate(sd.query_devices())
+        if d["max_input_channels"] > 0
+    ]
+
+
+def find_input_device(sd: Any, device: int | str | None) -> int:
+    """The index of an input device given by index, exact name or unique name fragment (None:
+    the default input); LookupError naming the available inputs when there is no such one."""
+    devices = input_devices(sd)
+    if not devices:
+        raise LookupError("no audio input device found (PortAudio lists none)")
+    listing = "; ".join(f"{d['index']}: {d['name']}" for d in devices)
+    if device is None:
+        chosen = [d for d in devices if d["is_default"]] or devices[:1]
+        return int(chosen[0]["index"])
+    if isinstance(device, str) and device.strip().isdigit():
+        device = int(device)
+    if isinstance(device, int):
+        if any(d["index"] == device for d in devices):
+            return device
+        raise LookupError(f"no input device with index {device}; input devices: {listing}")
+    exact = [d for d in devices if d["name"] == device]
+    partial = [d for d in devices if device.lower() in d["name"].lower()]
+    matches = exact or partial
+    if len(matches) == 1:
+        return int(matches[0]["index"])
+    problem = "no" if not matches else "more than one"
+    raise LookupError(f"{problem} input device matches {device!r}; input devices: {listing}")
+
+
+def input_rate(sd: Any, index: int) -> int:
+    """16 kHz if the input device takes it (no resampling), else its default rate."""
+    try:
+        sd.check_input_settings(device=index, channels=1, samplerate=RATE, dtype="float32")
+        return RATE
+    except sd.PortAudioError:
+        return int(sd.query_devices(index)["default_samplerate"])
 
 
 def _send(out: int, indata: Any, status: Any) -> None:

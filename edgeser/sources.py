@@ -23,15 +23,23 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from . import capture
 from .audio import check_rate, read_blocks
 from .capture import OVERFLOW, READY, record_size
-from .contract import SAMPLE_RATE
 from .errors import ConfigError, DeviceError
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_BLOCK_S = 0.05
 OPEN_TIMEOUT_S = 10.0  # for the capture process to open the device (a Pi imports slowly)
+# The capture process runs capture.py as a script, without importing the edgeser package
+# (onnxruntime and all): it needs only sounddevice and numpy.
+_CAPTURE = (
+    sys.executable,
+    "-c",
+    "import runpy, sys; runpy.run_path(sys.argv.pop(1), run_name='__main__')",
+    capture.__file__,
+)
 
 
 class BlockSink(Protocol):
@@ -183,8 +191,7 @@ class DeviceSource:
     def _open(self) -> subprocess.Popen[bytes]:
         """A capture process that has opened the device; DeviceError with its reason if not."""
         child = subprocess.Popen(
-            [sys.executable, "-m", "edgeser.capture", "record", self.name,
-             str(self.sampling_rate), str(self._block_frames)],
+            [*_CAPTURE, "record", self.name, str(self.sampling_rate), str(self._block_frames)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         )  # fmt: skip
         assert child.stdout is not None and child.stderr is not None
@@ -273,7 +280,7 @@ def _find_in_child(device: int | str | None) -> tuple[int, str, int]:
     spec = "" if device is None else str(device)
     try:
         found = subprocess.run(
-            [sys.executable, "-m", "edgeser.capture", "find", spec],
+            [*_CAPTURE, "find", spec],
             capture_output=True, text=True, timeout=OPEN_TIMEOUT_S,
         )  # fmt: skip
     except subprocess.TimeoutExpired:
@@ -283,16 +290,6 @@ def _find_in_child(device: int | str | None) -> tuple[int, str, int]:
         reason = (found.stderr.strip().splitlines() or ["PortAudio failed"])[-1]
         raise DeviceError(answer.get("error") or f"cannot list input devices: {reason}")
     return int(answer["index"]), str(answer["name"]), int(answer["rate"])
-
-
-def device_rate(index: int) -> int:
-    """16 kHz if the input device takes it (no resampling), else its default rate."""
-    sd = _sounddevice()
-    try:
-        sd.check_input_settings(device=index, channels=1, samplerate=SAMPLE_RATE, dtype="float32")
-        return SAMPLE_RATE
-    except sd.PortAudioError:
-        return int(sd.query_devices(index)["default_samplerate"])
 
 
 def _read_exactly(fd: int, size: int, timeout_s: float) -> bytes | None:
@@ -314,57 +311,24 @@ def _read_exactly(fd: int, size: int, timeout_s: float) -> bytes | None:
 
 def input_devices() -> list[dict[str, Any]]:
     """PortAudio's input devices: index, name, host API, channels, default rate, is_default."""
-    sd = _sounddevice()
-    default = sd.default.device[0]
-    hostapis = sd.query_hostapis()
-    return [
-        {
-            "index": i,
-            "name": d["name"],
-            "hostapi": hostapis[d["hostapi"]]["name"],
-            "channels": d["max_input_channels"],
-            "default_rate": int(d["default_samplerate"]),
-            "is_default": i == default,
-        }
-        for i, d in enumerate(sd.query_devices())
-        if d["max_input_channels"] > 0
-    ]
+    return capture.input_devices(_sounddevice())
 
 
 def find_input_device(device: int | str | None) -> int:
     """The index of an input device given by index, exact name or unique name fragment (None:
     the default input); DeviceError naming the available inputs when there is no such one."""
-    devices = input_devices()
-    if not devices:
-        raise DeviceError("no audio input device found (PortAudio lists none)")
-    listing = "; ".join(f"{d['index']}: {d['name']}" for d in devices)
-    if device is None:
-        chosen = [d for d in devices if d["is_default"]] or devices[:1]
-        return int(chosen[0]["index"])
-    if isinstance(device, str) and device.strip().isdigit():
-        device = int(device)
-    if isinstance(device, int):
-        if any(d["index"] == device for d in devices):
-            return device
-        raise DeviceError(f"no input device with index {device}; input devices: {listing}")
-    exact = [d for d in devices if d["name"] == device]
-    partial = [d for d in devices if device.lower() in d["name"].lower()]
-    matches = exact or partial
-    if len(matches) == 1:
-        return int(matches[0]["index"])
-    problem = "no" if not matches else "more than one"
-    raise DeviceError(f"{problem} input device matches {device!r}; input devices: {listing}")
+    try:
+        return capture.find_input_device(_sounddevice(), device)
+    except LookupError as exc:
+        raise DeviceError(str(exc)) from None
 
 
 def _sounddevice() -> ModuleType:
     """sounddevice, imported on first use so that scoring files works without PortAudio."""
     try:
-        import sounddevice
+        return capture.import_sounddevice()
     except OSError as exc:  # the PortAudio library itself is missing
-        raise DeviceError(
-            f"PortAudio is not available ({exc}); install it, e.g. apt install libportaudio2"
-        ) from None
-    return sounddevice
+        raise DeviceError(str(exc)) from None
 
 
 def frame_count(block: Any) -> int:

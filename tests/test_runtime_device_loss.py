@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from conftest import _wait_for_jack
@@ -182,3 +183,12 @@ def test_api_reconnect_counts_the_return_in_stats(jack, tiny_model, monkeypatch)
                 break
     assert stream.stats.reconnects == 1
     assert stream.error is None
+
+
+def test_the_capture_script_imports_nothing_of_edgeser_and_shares_its_rate():
+    from edgeser import capture
+    from edgeser.contract import SAMPLE_RATE
+
+    assert capture.RATE == SAMPLE_RATE
+    source = Path(capture.__file__).read_text()  # it runs as a script: no package imports
+    assert "from ." not in source and "import edgeser" not in source
