@@ -128,7 +128,10 @@ class FileSource(BlockSource):
     of a live recording. Opening raises AudioFileError for a missing or non-audio file."""
 
     def __init__(
-        self, path: str | os.PathLike[str], realtime: bool = False, block_s: float = DEFAULT_BLOCK_S
+        self,
+        path: str | bytes | os.PathLike[Any],
+        realtime: bool = False,
+        block_s: float = DEFAULT_BLOCK_S,
     ) -> None:
         rate, blocks = read_blocks(path, block_s)
         super().__init__(blocks, rate, realtime)
@@ -285,8 +288,11 @@ def _find_in_child(device: int | str | None) -> tuple[int, str, int]:
         )  # fmt: skip
     except subprocess.TimeoutExpired:
         raise DeviceError(f"PortAudio listed no devices within {OPEN_TIMEOUT_S:g} s") from None
-    answer = json.loads(found.stdout or "{}")
-    if "error" in answer or found.returncode != 0:
+    try:
+        answer = json.loads((found.stdout.strip().splitlines() or ["{}"])[-1])
+    except json.JSONDecodeError:
+        answer = {}
+    if "error" in answer or "index" not in answer:
         reason = (found.stderr.strip().splitlines() or ["PortAudio failed"])[-1]
         raise DeviceError(answer.get("error") or f"cannot list input devices: {reason}")
     return int(answer["index"]), str(answer["name"]), int(answer["rate"])
