@@ -82,6 +82,8 @@ def jack() -> Iterator[KillableJack]:
     if server.process is not None and server.process.poll() is not None:
         server.start()  # reclaims the killed server's slot in JACK's registry
     server.stop()
+    for leftover in Path("/dev/shm").glob(f"jack_sem.*_{server.name}_*"):
+        leftover.unlink(missing_ok=True)  # semaphores of clients whose server was killed
 
 
 def _stream(jack: KillableJack, model: str, *flags: str) -> subprocess.Popen[str]:
