@@ -84,6 +84,8 @@ def stream(args: argparse.Namespace) -> int:
         raise ConfigError("--realtime paces --from-file; give a file with it")
     if args.from_file and args.device is not None:
         raise ConfigError("give --device or --from-file, not both")
+    if args.from_file and args.reconnect:
+        raise ConfigError("--reconnect is for a device; a file does not come back")
     config = _config(args)
     model = load(config.model, threads=config.threads)
     if args.from_file:

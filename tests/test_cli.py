@@ -187,8 +187,16 @@ def test_ctrl_c_stops_a_live_stream_cleanly_with_a_summary(
         (["info", "missing.onnx"], "missing.onnx: no such model file"),
         (["stream", "--device", "no such microphone 42"], "input device|PortAudio"),
         (["stream", "--realtime"], "--realtime paces --from-file"),
+        (["stream", "--from-file", str(SPEECH_WAV), "--reconnect"], "--reconnect is for a device"),
     ],
-    ids=["no-default", "not-onnx", "info-missing", "unknown-device", "realtime-alone"],
+    ids=[
+        "no-default",
+        "not-onnx",
+        "info-missing",
+        "unknown-device",
+        "realtime-alone",
+        "reconnect-file",
+    ],
 )
 def test_errors_are_one_line_with_exit_code_2(args, message, tiny_model_path, monkeypatch, capsys):
     monkeypatch.setattr("edgeser.model.DEFAULT_MODEL", tiny_model_path.parent / "absent.onnx")
