@@ -2,17 +2,19 @@
 
 When a device vanishes (a USB microphone unplugged, a JACK server killed), PortAudio's stop,
 close and terminate can block for good (or abort the process at exit), and only a separate
-process can always be ended. So the caller never starts PortAudio for a stream:
+process can always be ended. So the caller never starts PortAudio for a stream. This file
+runs as a script (``python .../edgeser/capture.py``): it imports neither the edgeser package
+nor onnxruntime, only sounddevice and numpy.
 
-``python -m edgeser.capture find DEVICE`` prints, as JSON, the index, name and rate of the
-input device DEVICE (index, name or name fragment; empty: the default), or ``{"error": ...}``.
+``capture.py find DEVICE`` prints, as JSON, the index, name and rate of the input device
+DEVICE (index, name or name fragment; empty: the default), or ``{"error": ...}``.
 
-``python -m edgeser.capture record NAME RATE FRAMES`` opens the input device named NAME
-(exact name, as PortAudio lists it now) at RATE Hz, one float32 channel, FRAMES frames per
-block, writes one ready byte to stdout, then one record per block: a status byte (1: input
-overflow) and the block's raw samples. It exits, without touching PortAudio again, when its
-stdin closes (its parent stopped or died) or its stdout breaks. Failing to open the device,
-it prints the reason on stderr and exits 1.
+``capture.py record NAME RATE FRAMES`` opens the input device named NAME (exact name, as
+PortAudio lists it now) at RATE Hz, one float32 channel, FRAMES frames per block, writes one
+ready byte to stdout, then one record per block: a header (status byte, 1: input overflow;
+frame count, uint32) and the block's raw float32 samples. It exits, without touching
+PortAudio again, when its stdin closes (its parent stopped or died) or its stdout breaks.
+Failing to open the device, it prints the reason on stderr and exits 1.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import struct
 import sys
 from typing import Any
 
@@ -28,9 +31,7 @@ OVERFLOW = 1
 RATE = 16_000  # the contract's rate (edgeser.contract.SAMPLE_RATE; this file imports nothing)
 
 
-def record_size(frames: int) -> int:
-    """Bytes of one block record: the status byte and ``frames`` float32 samples."""
-    return 1 + 4 * frames
+HEADER = struct.Struct("<BI")  # of each block record: status (OVERFLOW or 0), frames
 
 
 def main(argv: list[str]) -> None:
@@ -152,9 +153,9 @@ def input_rate(sd: Any, index: int) -> int:
 
 def _send(out: int, indata: Any, status: Any) -> None:
     """Write one block record (on PortAudio's thread); exit if the parent is gone."""
-    flag = bytes([OVERFLOW if status.input_overflow else 0])
+    header = HEADER.pack(OVERFLOW if status.input_overflow else 0, len(indata))
     try:
-        _send_all(out, flag + indata.tobytes())
+        _send_all(out, header + indata.tobytes())
     except OSError:
         os._exit(0)
 

@@ -25,7 +25,7 @@ import numpy as np
 
 from . import capture
 from .audio import check_rate, read_blocks
-from .capture import OVERFLOW, READY, record_size
+from .capture import HEADER, OVERFLOW, READY
 from .errors import ConfigError, DeviceError
 
 logger = logging.getLogger(__name__)
@@ -212,19 +212,22 @@ class DeviceSource:
     def _relay(self, sink: BlockSink, child: subprocess.Popen[bytes] | None) -> None:
         """Hand blocks over until stopped; when they stop coming, reconnect or end with a
         DeviceError naming the device."""
-        size = record_size(self._block_frames)
         error: BaseException | None = None
         try:
             while child is not None and child.stdout is not None:
-                record = _read_exactly(child.stdout.fileno(), size, self.watchdog_s)
+                try:
+                    record = _read_record(child.stdout.fileno(), self.watchdog_s)
+                    silent_s = self.watchdog_s  # if there is no record
+                except EOFError:  # the capture process died
+                    record, silent_s = None, 0.0
                 if self._stopping.is_set():
                     break
-                if record is not None and len(record) == size:
-                    if record[0] == OVERFLOW:
+                if record is not None:
+                    status, samples = record
+                    if status == OVERFLOW:
                         sink.overflow()
-                    sink.block(np.frombuffer(record, np.float32, offset=1)[:, None])
+                    sink.block(samples)
                     continue
-                silent_s = self.watchdog_s if record is None else 0.0
                 lost_since = time.monotonic() - silent_s
                 _end_process(child)
                 child.stdout.close()
@@ -296,6 +299,23 @@ def _find_in_child(device: int | str | None) -> tuple[int, str, int]:
         reason = (found.stderr.strip().splitlines() or ["PortAudio failed"])[-1]
         raise DeviceError(answer.get("error") or f"cannot list input devices: {reason}")
     return int(answer["index"]), str(answer["name"]), int(answer["rate"])
+
+
+def _read_record(fd: int, timeout_s: float) -> tuple[int, np.ndarray] | None:
+    """(status, [frames, 1] float32 samples) of the capture process's next block; None when
+    its pipe stays silent for ``timeout_s`` seconds (the watchdog); EOFError at its end."""
+    header = _read_exactly(fd, HEADER.size, timeout_s)
+    if header is None:
+        return None
+    if len(header) < HEADER.size:
+        raise EOFError
+    status, frames = HEADER.unpack(header)
+    payload = _read_exactly(fd, 4 * frames, timeout_s)
+    if payload is None:
+        return None
+    if len(payload) < 4 * frames:
+        raise EOFError
+    return status, np.frombuffer(payload, np.float32)[:, None]
 
 
 def _read_exactly(fd: int, size: int, timeout_s: float) -> bytes | None:
