@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import os
+import stat
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import soundfile as sf
@@ -11,6 +14,7 @@ import soxr
 
 from .contract import SAMPLE_RATE
 from .errors import AudioError, AudioFileError
+from .headers import declared_frames
 from .levels import no_signal_reason
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif", ".opus")
@@ -59,9 +63,9 @@ def as_mono_float32(
             f"{signal.dtype} blocks: their PCM width cannot be told block by block; "
             "pass int16 or int32 blocks, or float blocks in -1..1"
         )
+    if signal.size == 0:
+        raise AudioError(f"signal is empty (shape {signal.shape})")
     x = _down_mix(_as_float(signal, pcm), channels_last)
-    if x.size == 0:
-        raise AudioError("signal is empty")
     if not np.isfinite(x).all():
         raise AudioError("signal contains NaN or infinite samples (or values beyond float32)")
     return np.ascontiguousarray(x, dtype=np.float32)
@@ -193,13 +197,19 @@ def _down_mix(x: np.ndarray, channels_last: bool = False) -> np.ndarray:
         raise AudioError(
             f"signal has {channels} channels; mono or stereo expected (down-mix it first)"
         )
-    return x.mean(axis=channel_axis, dtype=np.float32)
+    mixed = x.mean(axis=channel_axis, dtype=np.float32)
+    if not mixed.any() and x.any():
+        raise AudioError(
+            "the channels cancel out when averaged to mono (one is the other inverted, L = -R); "
+            "pass one channel, e.g. signal[:, 0]"
+        )
+    return mixed
 
 
-def read_audio(path: str | Path) -> np.ndarray:
+def read_audio(path: str | bytes | os.PathLike[str]) -> np.ndarray:
     """Read an audio file as float32 mono 16 kHz. Raises AudioFileError for a missing,
     unreadable, truncated or non-audio file, AudioError for unusable content."""
-    path = Path(path)
+    path = as_path(path)
     rate, blocks = read_blocks(path, block_s=None)
     chunks = list(blocks)
     if not chunks:
@@ -210,28 +220,64 @@ def read_audio(path: str | Path) -> np.ndarray:
         raise AudioFileError(f"{path}: {exc}") from None
 
 
-def read_blocks(path: str | Path, block_s: float | None = 1.0) -> tuple[int, Iterator[np.ndarray]]:
+def as_path(path: str | bytes | os.PathLike[Any]) -> Path:
+    """A path given as str, bytes or path object (POSIX names are bytes: one that is not
+    UTF-8 is kept, byte for byte, in the str's surrogate escapes)."""
+    return Path(os.fsdecode(path))
+
+
+def read_blocks(
+    path: str | bytes | os.PathLike[Any], block_s: float | None = 1.0
+) -> tuple[int, Iterator[np.ndarray]]:
     """Open an audio file for reading in blocks of ``block_s`` seconds (None: one block).
 
     Returns the file's sample rate and an iterator of float32 [frames, channels] blocks, so a
     long file is never held in memory whole. Opening raises AudioFileError at once for a
-    missing, unreadable or non-audio file; a decoding error mid-file (a truncated FLAC, say)
-    raises AudioFileError from the iterator."""
-    path = Path(path)
+    missing, unreadable, non-regular (a FIFO) or non-audio file, or an implausible rate; the
+    iterator raises it for a decoding error mid-file (a truncated FLAC, say) and, after the
+    last block, for a WAV/AIFF with fewer frames than its header declares."""
+    path = as_path(path)
     if not path.exists():
         raise AudioFileError(f"{path}: no such file")
     if path.is_dir():
         raise AudioFileError(f"{path}: is a directory, not an audio file")
+    expected = _declared_frames(path)
     try:
-        sound = sf.SoundFile(str(path))
+        sound = sf.SoundFile(os.fsencode(path))
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
         raise AudioFileError(f"{path}: not readable as audio ({exc})") from None
+    if sound.samplerate < MIN_RATE:
+        sound.close()
+        raise AudioFileError(
+            f"{path}: the header gives a sample rate of {sound.samplerate} Hz; speech audio "
+            f"has at least {MIN_RATE} Hz (a corrupt or hand-made header?)"
+        )
     block_frames = -1 if block_s is None else max(1, round(block_s * sound.samplerate))
-    return sound.samplerate, _blocks(path, sound, block_frames)
+    return sound.samplerate, _blocks(path, sound, block_frames, expected)
 
 
-def _blocks(path: Path, sound: sf.SoundFile, block_frames: int) -> Iterator[np.ndarray]:
-    """Yield the blocks of an open file, closing it at the end; decoding errors are typed."""
+def _declared_frames(path: Path) -> int | None:
+    """Open the file as the OS sees it (a permission problem is named, a FIFO refused
+    without blocking) and return the frame count its header declares, if any."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError as exc:
+        raise AudioFileError(f"{path}: cannot open ({exc.strerror})") from None
+    with os.fdopen(fd, "rb") as file:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise AudioFileError(f"{path}: not a regular file (a FIFO, device or socket)")
+        try:
+            return declared_frames(file)
+        except OSError as exc:
+            raise AudioFileError(f"{path}: cannot read ({exc.strerror})") from None
+
+
+def _blocks(
+    path: Path, sound: sf.SoundFile, block_frames: int, expected: int | None
+) -> Iterator[np.ndarray]:
+    """Yield the blocks of an open file, closing it at the end; decoding errors and a file
+    shorter than its header declares are AudioFileErrors (raised after what was read)."""
+    read = 0
     with sound:
         while True:
             try:
@@ -239,22 +285,46 @@ def _blocks(path: Path, sound: sf.SoundFile, block_frames: int) -> Iterator[np.n
             except (sf.LibsndfileError, RuntimeError) as exc:
                 raise AudioFileError(f"{path}: truncated or corrupt audio ({exc})") from None
             if block.shape[0] == 0:
-                return
+                break
+            read += block.shape[0]
             yield block
             if block_frames < 0:
-                return
+                break
+    if expected is not None and read < expected:
+        rate = sound.samplerate
+        raise AudioFileError(
+            f"{path}: truncated: the header declares {expected} frames "
+            f"({expected / rate:.3f} s), the file holds {read} ({read / rate:.3f} s)"
+        )
 
 
-def find_audio_files(paths: list[str | Path]) -> list[Path]:
-    """Expand files and folders (walked recursively, sorted) into audio file paths."""
+def find_audio_files(
+    paths: list[str | Path], on_error: Callable[[AudioFileError], None] | None = None
+) -> list[Path]:
+    """Expand files and folders (walked recursively, sorted) into audio file paths. A folder
+    that cannot be read is an AudioFileError, raised or, with ``on_error``, handed to it."""
     found: list[Path] = []
-    for p in map(Path, paths):
+    for p in map(as_path, paths):
         if p.is_dir():
-            found.extend(
-                sorted(
-                    f for f in p.rglob("*") if f.suffix.lower() in AUDIO_SUFFIXES and f.is_file()
-                )
-            )
+            found.extend(sorted(_audio_files_under(p, on_error)))
         else:
             found.append(p)
     return found
+
+
+def _audio_files_under(
+    folder: Path, on_error: Callable[[AudioFileError], None] | None
+) -> Iterator[Path]:
+    """The audio files under a folder, walked recursively; unreadable sub-folders reported."""
+
+    def failed(exc: OSError) -> None:
+        error = AudioFileError(f"{exc.filename}: cannot read folder ({exc.strerror})")
+        if on_error is None:
+            raise error
+        on_error(error)
+
+    for root, _, names in os.walk(folder, onerror=failed):
+        for name in names:
+            file = Path(root, name)
+            if file.suffix.lower() in AUDIO_SUFFIXES and file.is_file():
+                yield file

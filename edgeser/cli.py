@@ -7,11 +7,14 @@ scored); 2 an error that stops the command (bad model, device, flag or config), 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
+import signal
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
 
 from . import __version__
 from .audio import find_audio_files
@@ -28,6 +31,9 @@ PROG = "edgeser"
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code."""
+    for out in (sys.stdout, sys.stderr):  # print file names byte for byte, in any locale
+        with contextlib.suppress(AttributeError, ValueError):
+            out.reconfigure(errors="surrogateescape")
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format=f"{PROG}: %(message)s")
     try:
@@ -46,11 +52,17 @@ def score(args: argparse.Namespace) -> int:
     model = load(config.model, threads=config.threads)
     window, hop = model.window_hop(config.window_s, config.hop_s)
     vad = config.voice_gate()
-    files = find_audio_files(args.paths)
+    failed = 0
+
+    def report(error: AudioFileError) -> None:
+        nonlocal failed
+        print(f"{PROG}: {error}", file=sys.stderr)
+        failed += 1
+
+    files = find_audio_files(args.paths, on_error=report)
     if not files:
         raise AudioFileError(f"no audio files found in {', '.join(args.paths)}")
     writer = _row_writer(args.format, [str(f) for f in files])
-    failed = 0
     for path in files:
         try:
             result = model.score_file(path, window, hop, vad)
@@ -72,12 +84,14 @@ def stream(args: argparse.Namespace) -> int:
         raise ConfigError("--realtime paces --from-file; give a file with it")
     if args.from_file and args.device is not None:
         raise ConfigError("give --device or --from-file, not both")
+    if args.from_file and args.reconnect:
+        raise ConfigError("--reconnect is for a device; a file does not come back")
     config = _config(args)
     model = load(config.model, threads=config.threads)
     if args.from_file:
         source = FileSource(args.from_file, realtime=args.realtime, block_s=config.block_s)
     else:
-        source = DeviceSource(config.device, block_s=config.block_s)
+        source = DeviceSource(config.device, block_s=config.block_s, reconnect=config.reconnect)
     live = Stream(
         model,
         source,
@@ -93,22 +107,43 @@ def stream(args: argparse.Namespace) -> int:
     display = LiveBars(sys.stdout) if fmt == "bars" else JsonLines(sys.stdout)
     failed = None
     try:
-        with live:
+        with _interrupted_by_signals(), live:
             for reading in live:
                 display.show(reading)
                 if args.duration is not None and reading.end_s >= args.duration:
                     break
     except KeyboardInterrupt:
-        pass  # Ctrl-C is how a live stream ends
+        pass  # Ctrl-C (or SIGTERM) is how a live stream ends
     except AudioError as exc:  # the audio could not be scored: as in `score`, exit 1
         failed = exc if isinstance(exc, AudioFileError) else f"{args.from_file or 'input'}: {exc}"
-    finally:
+    finally:  # also when the device is lost: the summary, then the error (exit 2)
         display.close()
         print(f"{PROG}: stream stopped: {live.stats.summary()}", file=sys.stderr)
     if failed is not None:
         print(f"{PROG}: {failed}", file=sys.stderr)
         return 1
     return 0
+
+
+@contextlib.contextmanager
+def _interrupted_by_signals() -> Iterator[None]:
+    """SIGINT and SIGTERM raise KeyboardInterrupt in the main thread while the stream runs,
+    even where SIGINT was inherited as ignored (a job started in the background by a script)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    signals = (signal.SIGINT, signal.SIGTERM)
+    previous = {s: signal.signal(s, _raise_keyboard_interrupt) for s in signals}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
+def _raise_keyboard_interrupt(signum: int, frame: object) -> None:
+    """Signal handler: end the stream as Ctrl-C does."""
+    raise KeyboardInterrupt
 
 
 def devices(args: argparse.Namespace) -> int:
@@ -163,6 +198,7 @@ def _config(args: argparse.Namespace) -> RuntimeConfig:
         "vad_threshold_db": args.vad_threshold,
         "smoothing": getattr(args, "smoothing", None),
         "device": getattr(args, "device", None),
+        "reconnect": getattr(args, "reconnect", False) or None,
     }
     return config.updated(flags, source="command line")
 
@@ -208,6 +244,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="auto: bars on a terminal, JSON lines when piped")  # fmt: skip
     p.add_argument("--smoothing", type=_positive_float, help="EMA factor in (0, 1]")
     p.add_argument("--duration", type=_positive_float, help="stop after this many seconds")
+    p.add_argument(
+        "--reconnect", action="store_true", help="wait for a lost device to come back (not: exit 2)"
+    )
     p.set_defaults(command=stream)
 
     p = commands.add_parser("devices", help="list audio input devices")

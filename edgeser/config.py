@@ -28,6 +28,7 @@ class RuntimeConfig:
     # the gate's default: 0.05 for the noise-floor gate, 0.1 for a fixed threshold)
     smoothing: float | None = None  # stream only: EMA factor in (0, 1]
     device: int | str | None = None  # stream only: input device index or name; None: the default
+    reconnect: bool = False  # stream only: reopen a lost device when it is back (else: an error)
     block_s: float = 0.05  # stream only: audio block length
     max_pending: int = 64  # stream only: blocks queued for the worker before dropping
 

@@ -13,6 +13,7 @@ from .audio import (
     StreamingResampler,
     as_array,
     as_mono_float32,
+    as_path,
     check_rate,
     pcm_scale,
     read_blocks,
@@ -102,7 +103,7 @@ class Model:
         The aggregate is the mean over voiced windows (see ``readings.aggregate``). A file
         too short to score, or without any window that carries signal, is an AudioFileError.
         """
-        path = Path(path)
+        path = as_path(path)
         scorer = self.scorer(window, hop, vad)
         rate, blocks = read_blocks(path)
         try:

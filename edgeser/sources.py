@@ -7,7 +7,14 @@ counts what it cannot take. A non-live source (a file read as fast as it can be 
 
 from __future__ import annotations
 
+import contextlib
+import json
+import logging
+import math
 import os
+import select
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterable
@@ -16,11 +23,23 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from . import capture
 from .audio import check_rate, read_blocks
-from .contract import SAMPLE_RATE
-from .errors import DeviceError
+from .capture import HEADER, OVERFLOW, READY
+from .errors import ConfigError, DeviceError
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_BLOCK_S = 0.05
+OPEN_TIMEOUT_S = 10.0  # for the capture process to open the device (a Pi imports slowly)
+# The capture process runs capture.py as a script, without importing the edgeser package
+# (onnxruntime and all): it needs only sounddevice and numpy.
+_CAPTURE = (
+    sys.executable,
+    "-c",
+    "import runpy, sys; runpy.run_path(sys.argv.pop(1), run_name='__main__')",
+    capture.__file__,
+)
 
 
 class BlockSink(Protocol):
@@ -36,6 +55,10 @@ class BlockSink(Protocol):
 
     def end(self, error: BaseException | None = None) -> None:
         """The source has no more audio (``error``: it broke off)."""
+        ...
+
+    def reconnected(self, lost_frames: int) -> None:
+        """A lost device is back; about ``lost_frames`` frames were not heard meanwhile."""
         ...
 
 
@@ -80,8 +103,10 @@ class BlockSource:
             self._thread.join(timeout=5)
 
     def _feed(self, sink: BlockSink) -> None:
-        """Deliver every block (paced in real time if asked), then tell the sink it ended."""
+        """Deliver every block (paced in real time if asked), then tell the sink it ended;
+        however the iterable ends (even by SystemExit or KeyboardInterrupt), the sink hears."""
         start, frames = time.monotonic(), 0
+        error: BaseException | None = None
         try:
             for block in self._blocks:
                 if self._stopping.is_set():
@@ -92,10 +117,10 @@ class BlockSource:
                         max(0.0, start + frames / self.sampling_rate - time.monotonic())
                     )
                 sink.block(block)
-        except Exception as exc:  # the iterable broke off: end the stream, with the reason
-            sink.end(exc)
-            return
-        sink.end()
+        except BaseException as exc:  # the iterable broke off: end the stream, with the reason
+            error = exc
+        finally:
+            sink.end(error)
 
 
 class FileSource(BlockSource):
@@ -103,7 +128,10 @@ class FileSource(BlockSource):
     of a live recording. Opening raises AudioFileError for a missing or non-audio file."""
 
     def __init__(
-        self, path: str | os.PathLike[str], realtime: bool = False, block_s: float = DEFAULT_BLOCK_S
+        self,
+        path: str | bytes | os.PathLike[Any],
+        realtime: bool = False,
+        block_s: float = DEFAULT_BLOCK_S,
     ) -> None:
         rate, blocks = read_blocks(path, block_s)
         super().__init__(blocks, rate, realtime)
@@ -113,111 +141,220 @@ class FileSource(BlockSource):
 class DeviceSource:
     """A PortAudio input device (by index or name; None: the default input), one channel, at
     16 kHz when the device offers it, else at its default rate (44.1/48 kHz; the Stream
-    resamples). Raises DeviceError when PortAudio or the device cannot be found."""
+    resamples). Raises DeviceError when PortAudio or the device cannot be found.
+
+    PortAudio records in a child process (``edgeser.capture``), so that a device that vanishes
+    can never hang the caller. When no block has come for ``watchdog_s`` seconds the device is
+    taken as gone: the stream ends with a DeviceError naming it, or, with ``reconnect``, the
+    device is reopened by name every ``retry_s`` seconds until it is back (the stream counts
+    each return in ``stats.reconnects``; the audio meanwhile is a gap)."""
 
     live = True
 
-    def __init__(self, device: int | str | None = None, block_s: float = DEFAULT_BLOCK_S) -> None:
-        self._sd = _sounddevice()
-        self.device = find_input_device(device)
-        self.name = str(self._sd.query_devices(self.device)["name"])
-        self.sampling_rate = self._pick_rate()
+    def __init__(
+        self,
+        device: int | str | None = None,
+        block_s: float = DEFAULT_BLOCK_S,
+        *,
+        reconnect: bool = False,
+        watchdog_s: float = 2.0,
+        retry_s: float = 1.0,
+    ) -> None:
+        if not 0 < watchdog_s < math.inf or not 0 < retry_s < math.inf:
+            raise ConfigError(f"watchdog_s and retry_s must be positive: {watchdog_s}, {retry_s}")
+        self.device, self.name, self.sampling_rate = _find_in_child(device)
+        self.reconnect = reconnect
+        self.watchdog_s, self.retry_s = watchdog_s, retry_s
         self._block_frames = max(1, round(block_s * self.sampling_rate))
-        self._stream: Any = None
+        self._child: subprocess.Popen[bytes] | None = None  # the capture process
+        self._lock = threading.Lock()  # guards _child, which the relay replaces on reconnect
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
 
     def start(self, sink: BlockSink) -> None:
-        """Open and start the PortAudio input stream; its callback only copies and hands on."""
-
-        def on_audio(indata: np.ndarray, frames: int, when: Any, status: Any) -> None:
-            if status.input_overflow:
-                sink.overflow()
-            sink.block(indata.copy())
-
-        try:
-            self._stream = self._sd.InputStream(
-                device=self.device,
-                channels=1,
-                samplerate=self.sampling_rate,
-                blocksize=self._block_frames,
-                dtype="float32",
-                callback=on_audio,
-                finished_callback=sink.end,
-            )
-            self._stream.start()
-        except self._sd.PortAudioError as exc:
-            raise DeviceError(f"cannot open input device {self.name!r}: {exc}") from None
+        """Start the capture process (DeviceError if it cannot open the device), then the
+        thread that hands its blocks to ``sink`` and watches that they keep coming."""
+        self._child = self._open()
+        self._thread = threading.Thread(
+            target=self._relay, args=(sink, self._child), name="edgeser-device", daemon=True
+        )
+        self._thread.start()
 
     def stop(self) -> None:
-        """Stop and close the PortAudio stream."""
-        stream, self._stream = self._stream, None
-        if stream is not None:
-            stream.stop()
-            stream.close()
+        """End the capture process and the relay thread; returns within about a second
+        whatever the device or PortAudio does."""
+        self._stopping.set()
+        with self._lock:
+            child = self._child
+        if child is not None:
+            _end_process(child)  # the relay sees its pipe end and finishes
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout=1)
 
-    def _pick_rate(self) -> int:
-        """16 kHz if the device takes it (no resampling), else its default rate."""
+    def _open(self) -> subprocess.Popen[bytes]:
+        """A capture process that has opened the device; DeviceError with its reason if not."""
+        child = subprocess.Popen(
+            [*_CAPTURE, "record", self.name, str(self.sampling_rate), str(self._block_frames)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        )  # fmt: skip
+        assert child.stdout is not None and child.stderr is not None
+        ready = _read_exactly(child.stdout.fileno(), 1, OPEN_TIMEOUT_S)
+        if ready == READY:
+            child.stderr.close()  # later PortAudio chatter goes nowhere
+            return child
+        _end_process(child)
+        child.stdout.close()
+        reason = child.stderr.read().decode(errors="replace").strip().splitlines()
+        child.stderr.close()
+        detail = reason[-1] if reason else f"no answer within {OPEN_TIMEOUT_S:g} s"
+        raise DeviceError(f"cannot open input device {self.name!r}: {detail}")
+
+    def _relay(self, sink: BlockSink, child: subprocess.Popen[bytes] | None) -> None:
+        """Hand blocks over until stopped; when they stop coming, reconnect or end with a
+        DeviceError naming the device."""
+        error: BaseException | None = None
         try:
-            self._sd.check_input_settings(
-                device=self.device, channels=1, samplerate=SAMPLE_RATE, dtype="float32"
-            )
-            return SAMPLE_RATE
-        except self._sd.PortAudioError:
-            return int(self._sd.query_devices(self.device)["default_samplerate"])
+            while child is not None and child.stdout is not None:
+                try:
+                    record = _read_record(child.stdout.fileno(), self.watchdog_s)
+                    silent_s = self.watchdog_s  # if there is no record
+                except EOFError:  # the capture process died
+                    record, silent_s = None, 0.0
+                if self._stopping.is_set():
+                    break
+                if record is not None:
+                    status, samples = record
+                    if status == OVERFLOW:
+                        sink.overflow()
+                    sink.block(samples)
+                    continue
+                lost_since = time.monotonic() - silent_s
+                _end_process(child)
+                child.stdout.close()
+                if not self.reconnect:
+                    silence = f" (nothing for {silent_s:g} s)" if silent_s else ""
+                    error = DeviceError(
+                        f"input device {self.name!r} stopped delivering audio{silence}: "
+                        "unplugged, or its audio server stopped"
+                    )
+                    break
+                logger.warning("input device %r is gone; reconnecting", self.name)
+                child = self._reopen()
+                if child is not None:
+                    sink.reconnected(round((time.monotonic() - lost_since) * self.sampling_rate))
+                    logger.warning("input device %r is back", self.name)
+        except BaseException as exc:  # a bug in the sink: end the stream with it
+            error = exc
+        finally:
+            if child is not None and child.stdout is not None:
+                _end_process(child)
+                child.stdout.close()
+            sink.end(error)
+
+    def _reopen(self) -> subprocess.Popen[bytes] | None:
+        """Reopen the device every ``retry_s`` seconds until it opens (None: stop() came)."""
+        while not self._stopping.wait(self.retry_s):
+            try:
+                child = self._open()
+            except DeviceError as exc:
+                logger.debug("%s", exc)
+                continue
+            with self._lock:
+                self._child = child
+            if self._stopping.is_set():  # stop() came while it opened: it did not see it
+                _end_process(child)
+            return child
+        return None
+
+
+def _end_process(child: subprocess.Popen[bytes]) -> None:
+    """Close a capture process's stdin (it exits at once) and kill it if it does not."""
+    if child.stdin is not None:
+        with contextlib.suppress(OSError):
+            child.stdin.close()
+    try:
+        child.wait(timeout=0.5)
+    except subprocess.TimeoutExpired:
+        child.kill()
+        child.wait()
+
+
+def _find_in_child(device: int | str | None) -> tuple[int, str, int]:
+    """(index, name, rate) of an input device, looked up by a short-lived capture process, so
+    that this process never starts PortAudio (whose clean-up at exit hangs or crashes once a
+    device's audio server is gone); DeviceError naming the problem otherwise."""
+    spec = "" if device is None else str(device)
+    try:
+        found = subprocess.run(
+            [*_CAPTURE, "find", spec],
+            capture_output=True, text=True, timeout=OPEN_TIMEOUT_S,
+        )  # fmt: skip
+    except subprocess.TimeoutExpired:
+        raise DeviceError(f"PortAudio listed no devices within {OPEN_TIMEOUT_S:g} s") from None
+    try:
+        answer = json.loads((found.stdout.strip().splitlines() or ["{}"])[-1])
+    except json.JSONDecodeError:
+        answer = {}
+    if "error" in answer or "index" not in answer:
+        reason = (found.stderr.strip().splitlines() or ["PortAudio failed"])[-1]
+        raise DeviceError(answer.get("error") or f"cannot list input devices: {reason}")
+    return int(answer["index"]), str(answer["name"]), int(answer["rate"])
+
+
+def _read_record(fd: int, timeout_s: float) -> tuple[int, np.ndarray] | None:
+    """(status, [frames, 1] float32 samples) of the capture process's next block; None when
+    its pipe stays silent for ``timeout_s`` seconds (the watchdog); EOFError at its end."""
+    header = _read_exactly(fd, HEADER.size, timeout_s)
+    if header is None:
+        return None
+    if len(header) < HEADER.size:
+        raise EOFError
+    status, frames = HEADER.unpack(header)
+    payload = _read_exactly(fd, 4 * frames, timeout_s)
+    if payload is None:
+        return None
+    if len(payload) < 4 * frames:
+        raise EOFError
+    return status, np.frombuffer(payload, np.float32)[:, None]
+
+
+def _read_exactly(fd: int, size: int, timeout_s: float) -> bytes | None:
+    """``size`` bytes from a pipe, fewer at its end; None if the pipe stays silent for
+    ``timeout_s`` seconds (the watchdog)."""
+    chunks: list[bytes] = []
+    got = 0
+    while got < size:
+        ready, _, _ = select.select([fd], [], [], timeout_s)
+        if not ready:
+            return None
+        chunk = os.read(fd, size - got)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        got += len(chunk)
+    return b"".join(chunks)
 
 
 def input_devices() -> list[dict[str, Any]]:
     """PortAudio's input devices: index, name, host API, channels, default rate, is_default."""
-    sd = _sounddevice()
-    default = sd.default.device[0]
-    hostapis = sd.query_hostapis()
-    return [
-        {
-            "index": i,
-            "name": d["name"],
-            "hostapi": hostapis[d["hostapi"]]["name"],
-            "channels": d["max_input_channels"],
-            "default_rate": int(d["default_samplerate"]),
-            "is_default": i == default,
-        }
-        for i, d in enumerate(sd.query_devices())
-        if d["max_input_channels"] > 0
-    ]
+    return capture.input_devices(_sounddevice())
 
 
 def find_input_device(device: int | str | None) -> int:
     """The index of an input device given by index, exact name or unique name fragment (None:
     the default input); DeviceError naming the available inputs when there is no such one."""
-    devices = input_devices()
-    if not devices:
-        raise DeviceError("no audio input device found (PortAudio lists none)")
-    listing = "; ".join(f"{d['index']}: {d['name']}" for d in devices)
-    if device is None:
-        chosen = [d for d in devices if d["is_default"]] or devices[:1]
-        return int(chosen[0]["index"])
-    if isinstance(device, str) and device.strip().isdigit():
-        device = int(device)
-    if isinstance(device, int):
-        if any(d["index"] == device for d in devices):
-            return device
-        raise DeviceError(f"no input device with index {device}; input devices: {listing}")
-    exact = [d for d in devices if d["name"] == device]
-    partial = [d for d in devices if device.lower() in d["name"].lower()]
-    matches = exact or partial
-    if len(matches) == 1:
-        return int(matches[0]["index"])
-    problem = "no" if not matches else "more than one"
-    raise DeviceError(f"{problem} input device matches {device!r}; input devices: {listing}")
+    try:
+        return capture.find_input_device(_sounddevice(), device)
+    except LookupError as exc:
+        raise DeviceError(str(exc)) from None
 
 
 def _sounddevice() -> ModuleType:
     """sounddevice, imported on first use so that scoring files works without PortAudio."""
     try:
-        import sounddevice
+        return capture.import_sounddevice()
     except OSError as exc:  # the PortAudio library itself is missing
-        raise DeviceError(
-            f"PortAudio is not available ({exc}); install it, e.g. apt install libportaudio2"
-        ) from None
-    return sounddevice
+        raise DeviceError(str(exc)) from None
 
 
 def frame_count(block: Any) -> int:

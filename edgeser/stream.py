@@ -14,6 +14,7 @@ the worker stalls until ``max_pending`` blocks are queued are blocks dropped (co
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import threading
@@ -45,14 +46,17 @@ class StreamStats:
     voiced: int = 0  # ... of which voiced (scored as speech)
     skipped_windows: int = 0  # windows not scored because newer audio was waiting
     callback_errors: int = 0  # exceptions raised by the user's callback (logged)
+    dropped_readings: int = 0  # oldest readings dropped because the iterating consumer lagged
+    reconnects: int = 0  # times a lost device came back (DeviceSource(reconnect=True))
 
     def summary(self) -> str:
-        """One line for the end of a stream."""
+        """One line for the end of a stream (the rarer counters only when not zero)."""
+        rare = {"dropped readings": self.dropped_readings, "reconnects": self.reconnects}
         return (
             f"{self.readings} readings ({self.voiced} voiced), {self.skipped_windows} skipped "
             f"windows, {self.dropped_blocks} dropped blocks, {self.overflows} overflows, "
             f"{self.bad_blocks} bad blocks"
-        )
+        ) + "".join(f", {count} {name}" for name, count in rare.items() if count)
 
 
 class Stream:
@@ -62,7 +66,8 @@ class Stream:
     ``BlockSource``. ``window``/``hop`` in seconds default to the model's. ``vad`` gates
     windows (None: score every window). ``smoothing`` is an EMA factor in (0, 1] applied to
     consecutive voiced readings (1 or None: no smoothing). ``max_pending`` blocks wait for the
-    worker before a live source's blocks are dropped.
+    worker before a live source's blocks are dropped; at most ``max_readings`` readings of a
+    live source wait for a consumer that iterates, the oldest are dropped beyond that.
     """
 
     def __init__(
@@ -76,11 +81,14 @@ class Stream:
         smoothing: float | None = None,
         callback: Callable[[Reading], object] | None = None,
         max_pending: int = 64,
+        max_readings: int = 8,
     ) -> None:
         if smoothing is not None and not 0.0 < smoothing <= 1.0:
             raise ConfigError(f"smoothing must be in (0, 1], got {smoothing}")
         if max_pending < 1:
             raise ConfigError(f"max_pending must be at least 1, got {max_pending}")
+        if max_readings < 1:
+            raise ConfigError(f"max_readings must be at least 1, got {max_readings}")
         self.source = DeviceSource() if source is None else source
         self.stats = StreamStats()
         self.error: BaseException | None = None
@@ -90,7 +98,8 @@ class Stream:
         self._smoothed: tuple[float, float, float] | None = None
         self._callback = callback
         self._blocks: queue.Queue[Any] = queue.Queue(maxsize=max_pending)
-        self._readings: queue.Queue[Any] = queue.Queue()
+        self._readings: queue.Queue[Any] = queue.Queue()  # bounded by hand: see _deliver
+        self._max_readings = max_readings
         self._next_frame = 0  # source frame at which the next delivered block starts
         self._stopping = threading.Event()
         self._worker = threading.Thread(target=self._work, name="edgeser-stream", daemon=True)
@@ -134,11 +143,20 @@ class Stream:
         """The readings as they come, until the source ends or the stream is stopped; re-raises
         the error that broke the source off, if any."""
         self.start()
-        while (item := self._readings.get()) is not _END:
+        while (item := self._next_item()) is not _END:
             yield item
         self._readings.put(_END)  # a second iterator ends too
         if self.error is not None:
             raise self.error
+
+    def _next_item(self) -> Any:
+        """The next reading (or _END), waking every 0.1 s so that the main thread handles a
+        signal (Ctrl-C) promptly even when another thread received it."""
+        while True:
+            try:
+                return self._readings.get(timeout=0.1)
+            except queue.Empty:
+                continue
 
     # -- the source's side (BlockSink): never waits when the source is live ------------------
 
@@ -166,6 +184,12 @@ class Stream:
             self.error = error
         self._put_unless_stopping(_END)
 
+    def reconnected(self, lost_frames: int) -> None:
+        """A lost device is back: count it, and leave a gap of the frames not heard, so the
+        buffer starts afresh and times go on."""
+        self.stats.reconnects += 1
+        self._next_frame += lost_frames
+
     def _put_unless_stopping(self, item: object) -> None:
         """Wait for room in the block queue, giving up when the stream is stopped."""
         while not self._stopping.is_set():
@@ -191,7 +215,7 @@ class Stream:
                     break
                 frame, data = item
                 expected = self._process(frame, data, expected)
-        except Exception as exc:  # the model failed (ModelError), or a bug: end and re-raise
+        except BaseException as exc:  # the model failed (ModelError), or a bug: end, re-raise
             logger.exception("stream worker failed")
             self.error = exc
         finally:
@@ -241,6 +265,10 @@ class Stream:
         self.stats.readings += 1
         self.stats.voiced += reading.voiced
         if self._callback is None:
+            if self.source.live and self._readings.qsize() >= self._max_readings:
+                with contextlib.suppress(queue.Empty):  # the consumer may just have taken it
+                    self._readings.get_nowait()
+                    self.stats.dropped_readings += 1
             self._readings.put(reading)
             return
         try:

@@ -146,16 +146,33 @@ def test_stream_bars_format(tiny_model_path, capsys):
     assert frames[0].startswith("    1.00s  A ") and " D " in frames[0] and " V " in frames[0]
 
 
-def test_ctrl_c_stops_a_live_stream_cleanly_with_a_summary(tiny_model_path, write_wav):
+def _ignore_sigint() -> None:
+    """preexec_fn: start the child with SIGINT ignored, as a script's background job is."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+@pytest.mark.parametrize(
+    ("sig", "preexec"),
+    [(signal.SIGINT, None), (signal.SIGINT, _ignore_sigint), (signal.SIGTERM, None)],
+    ids=["sigint", "sigint-inherited-ignored", "sigterm"],
+)
+def test_ctrl_c_stops_a_live_stream_cleanly_with_a_summary(
+    tiny_model_path, write_wav, sig, preexec
+):
+    # The flaky case (issue 11): run in a background job of a script, the child inherits
+    # SIGINT ignored and played its file to the end. The stream now handles the signal itself.
     path = write_wav("long.wav", voice_like(30.0))
     process = subprocess.Popen(
         [sys.executable, "-m", "edgeser", "stream", "--model", str(tiny_model_path),
          "--from-file", str(path), "--realtime"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=preexec,
     )  # fmt: skip
-    first = json.loads(process.stdout.readline())
-    process.send_signal(signal.SIGINT)
-    out, err = process.communicate(timeout=20)
+    try:
+        first = json.loads(process.stdout.readline())
+        process.send_signal(sig)
+        out, err = process.communicate(timeout=20)
+    finally:
+        process.kill()
     assert first["end_s"] == 1.0
     assert process.returncode == 0
     assert "Traceback" not in err
@@ -171,8 +188,16 @@ def test_ctrl_c_stops_a_live_stream_cleanly_with_a_summary(tiny_model_path, writ
         (["info", "missing.onnx"], "missing.onnx: no such model file"),
         (["stream", "--device", "no such microphone 42"], "input device|PortAudio"),
         (["stream", "--realtime"], "--realtime paces --from-file"),
+        (["stream", "--from-file", str(SPEECH_WAV), "--reconnect"], "--reconnect is for a device"),
     ],
-    ids=["no-default", "not-onnx", "info-missing", "unknown-device", "realtime-alone"],
+    ids=[
+        "no-default",
+        "not-onnx",
+        "info-missing",
+        "unknown-device",
+        "realtime-alone",
+        "reconnect-file",
+    ],
 )
 def test_errors_are_one_line_with_exit_code_2(args, message, tiny_model_path, monkeypatch, capsys):
     monkeypatch.setattr("edgeser.model.DEFAULT_MODEL", tiny_model_path.parent / "absent.onnx")

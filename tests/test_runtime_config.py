@@ -56,3 +56,12 @@ def test_vad_settings():
 def test_flags_left_out_do_not_override():
     config = RuntimeConfig(threads=2).updated({"threads": None, "hop_s": 0.5})
     assert (config.threads, config.hop_s) == (2, 0.5)
+
+
+def test_reconnect_from_toml(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text("reconnect = true\n")
+    assert RuntimeConfig.from_toml(path).reconnect is True
+    path.write_text('reconnect = "yes"\n')
+    with pytest.raises(ConfigError, match="reconnect must be bool"):
+        RuntimeConfig.from_toml(path)

@@ -249,3 +249,52 @@ def test_realtime_file_is_paced_and_stop_ends_it(tiny_model, write_wav):
     assert time.monotonic() - began < 3.0  # stopped well before the file's 10 s
     assert stream.join(timeout=1)  # the worker has ended
     assert stream.stats.readings <= 4  # nothing was scored after stop()
+
+
+def test_a_slow_iterating_consumer_gets_current_readings_and_the_rest_are_counted(tiny_model):
+    blocks = np.split(voice_like(4.0), 80)  # 50 ms blocks at real-time pace; hop 0.25 s
+    source = edgeser.BlockSource(blocks, SAMPLE_RATE, realtime=True)
+    stream = edgeser.Stream(tiny_model, source, max_readings=2)
+    began = time.monotonic()
+    lags = []
+    with stream:
+        for reading in stream:
+            lags.append(time.monotonic() - began - reading.end_s)
+            time.sleep(0.6)  # the consumer takes longer than a hop per reading
+    assert stream.stats.dropped_readings > 0
+    assert len(lags) + stream.stats.dropped_readings == stream.stats.readings
+    # at most 2 readings wait: none is older than ~2 consumer turns (unbounded: 3.8 s at the end)
+    assert max(lags) < 2.0
+    assert "dropped readings" in stream.stats.summary()
+
+
+@pytest.mark.parametrize("ending", [SystemExit, KeyboardInterrupt, GeneratorExit])
+@pytest.mark.timeout(30)
+def test_any_ending_of_the_block_iterable_ends_the_stream(tiny_model, ending):
+    def blocks():
+        yield from (voice_like(0.25, seed=i) for i in range(6))
+        raise ending("the block source gave up")
+
+    stream = edgeser.Stream(tiny_model, edgeser.BlockSource(blocks(), SAMPLE_RATE))
+    got: list[object] = []
+
+    def consume() -> None:
+        try:
+            got.extend(stream)
+        except BaseException as exc:  # the iterator re-raises what ended the source
+            got.append(exc)
+
+    consumer = threading.Thread(target=consume, daemon=True)
+    consumer.start()
+    consumer.join(timeout=10)
+    waiting = consumer.is_alive()
+    stream.stop()  # (which, before the fix, was the only way to release the consumer)
+    assert not waiting, "the consumer still waits for readings"
+    assert isinstance(got[-1], ending)
+    assert [r.end_s for r in got[:-1]] == [1.0, 1.25, 1.5]  # what came before is delivered
+
+
+@pytest.mark.parametrize("kwargs", [{"max_readings": 0}])
+def test_bad_readings_bound(tiny_model, kwargs):
+    with pytest.raises(edgeser.ConfigError, match="max_readings"):
+        edgeser.Stream(tiny_model, edgeser.BlockSource([], SAMPLE_RATE), **kwargs)
