@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import struct
 import subprocess
 import sys
 import textwrap
@@ -16,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from edgeser.distill.claims import BatchClaims, Writer, batch_id
+from edgeser.distill.claims import BatchClaims, batch_id
 from edgeser.distill.data import Crop
 from edgeser.distill.store import DAMAGED_DIR, LabelStore, StoreError
 
@@ -98,10 +99,15 @@ def rewrite(path: Path, change) -> None:
 
 
 def flip_a_bit_of_adv(path: Path) -> None:
+    """One flipped bit in the label values (as a bad disk block would leave it)."""
     with zipfile.ZipFile(path) as z:
         info = z.getinfo("adv.npy")
     data = bytearray(path.read_bytes())
-    data[info.header_offset + 30 + len(info.filename) + info.extra.__len__() + 140] ^= 0x04
+    name_len, extra_len = struct.unpack(
+        "<HH", data[info.header_offset + 26 : info.header_offset + 30]
+    )
+    npy = info.header_offset + 30 + name_len + extra_len  # the member's bytes: .npy header, data
+    data[npy + info.file_size - 5] ^= 0x04
     path.write_bytes(bytes(data))
 
 
@@ -153,7 +159,7 @@ def test_every_damaged_chunk_is_a_store_error_naming_file_and_fault(tmp_path, da
 
 
 def test_the_keys_of_a_version_1_chunk_must_match_its_crops(tmp_path):
-    store, chunk = one_chunk_store(tmp_path)
+    _, chunk = one_chunk_store(tmp_path)
     rewrite(chunk, lambda m: (m.pop("sha256"), m.__setitem__("keys", np.array(["a", "b", "c"]))))
     meta = json.loads((tmp_path / "s" / "store.json").read_text())
     (tmp_path / "s" / "store.json").write_text(json.dumps({**meta, "version": 1}))
