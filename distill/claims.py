@@ -132,6 +132,9 @@ class Writer:
     def __init__(self, root: Path, writer_id: str, handle):
         self.root, self.id, self._handle = root, writer_id, handle
 
+    def __del__(self) -> None:
+        _OWN.discard(self.id)  # its lock file closes with it: the writer is gone
+
     @classmethod
     def register(cls, root: Path) -> Writer:
         """Take a writer lock on the store at ``root`` and clean what gone writers left."""
