@@ -233,6 +233,11 @@ class LabelStore:
         }
         if embedding is not None:
             arrays["embedding"] = np.asarray(embedding, dtype=np.float16)
+            if not np.isfinite(arrays["embedding"]).all():
+                raise StoreError(
+                    f"{self.root}: embedding values that are not finite in float16 (beyond "
+                    "+-65504); not stored"
+                )
         arrays[CHECKSUM] = np.array(content_checksum(arrays))
         name = f"{time.time_ns():020d}-{os.getpid()}-{uuid.uuid4().hex[:8]}.npz"
         final = self.root / CHUNK_DIR / name

@@ -211,6 +211,8 @@ def test_kill_9_while_labelling_loses_at_most_the_batch_in_flight(corpus, toy_te
 
     store = LabelStore.open(store_dir)
     chunks = store.chunk_paths()
+    killed = store.health()  # the dead writer's claims: its batches, in flight and prefetched
+    assert killed.writers == 0 and 0 <= killed.stale_claims - len(chunks) <= 2
     partial = store.read()
     keys = [c.key for c in partial.crops]
     assert len(keys) == len(set(keys)) == 3 * len(chunks)  # whole batches only, no duplicates
@@ -220,6 +222,8 @@ def test_kill_9_while_labelling_loses_at_most_the_batch_in_flight(corpus, toy_te
     assert report.already_done == len(keys) and report.labelled == 40 - len(keys)
     resumed = store.read()
     assert len(resumed) == 40 == len({c.key for c in resumed.crops})
+    health = store.health()
+    assert (health.stale_claims, health.orphans, health.duplicates) == (0, [], 0)
 
     clean = run_label(label_config(corpus, toy_teacher, tmp_path / "clean"), progress=False)
     assert clean.labelled == 40

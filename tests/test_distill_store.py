@@ -193,6 +193,9 @@ def test_non_finite_labels_are_refused_unless_the_store_marks_unlabelled_dimensi
     assert np.isnan(LabelStore.open(tmp_path / "targets").read().adv[0, 1])
     with pytest.raises(StoreError, match="non-finite"):
         targets.append(crops(1), np.array([[0.5, np.inf, 0.5]]))
+    with pytest.raises(StoreError, match="not finite in float16"):
+        store.append(crops(1), adv(1), embedding=np.full((1, 4), 1e6))
+    assert store.chunk_paths() == []
 
 
 def listing(root: Path) -> dict[str, tuple[int, int]]:
