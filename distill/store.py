@@ -344,6 +344,9 @@ def read_chunk(path: Path) -> dict[str, np.ndarray]:
     except DamagedChunkError:
         raise
     except Exception as exc:  # any failure to parse the bytes means damage
+        if not path.exists():
+            raise StoreError(f"{path}: chunk vanished while being read (moved aside by another "
+                             "writer's --repair?); run again") from None  # fmt: skip
         problem = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
         raise DamagedChunkError(path, f"unreadable zip ({problem})") from None
 

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from edgeser.distill.claims import BatchClaims, batch_id
 from edgeser.distill.data import Crop
-from edgeser.distill.store import DAMAGED_DIR, LabelStore, StoreError
+from edgeser.distill.store import DAMAGED_DIR, LabelStore, StoreError, read_chunk
 
 
 def crops(n: int, start: int = 0) -> list[Crop]:
@@ -77,6 +77,8 @@ def test_errors_name_the_problem(tmp_path):
     (tmp_path / "s" / "chunks" / "00000000000000000009-1-bad.npz").write_bytes(b"garbage")
     with pytest.raises(StoreError, match=r"bad.npz: damaged chunk: not a zip archive"):
         store.read()
+    with pytest.raises(StoreError, match=r"gone\.npz: chunk vanished while being read"):
+        read_chunk(tmp_path / "gone.npz")  # listed, then moved aside by another writer
     (tmp_path / "x").mkdir()
     (tmp_path / "x" / "store.json").write_text('{"format": "something else"}')
     with pytest.raises(StoreError, match="not an edgeser label store"):
