@@ -232,7 +232,8 @@ class LabelStore:
             "adv": adv,
         }
         if embedding is not None:
-            arrays["embedding"] = np.asarray(embedding, dtype=np.float16)
+            with np.errstate(over="ignore"):  # caught just below, with a clearer message
+                arrays["embedding"] = np.asarray(embedding, dtype=np.float16)
             if not np.isfinite(arrays["embedding"]).all():
                 raise StoreError(
                     f"{self.root}: embedding values that are not finite in float16 (beyond "
