@@ -1,4 +1,4 @@
-"""``edgeser-distill``: label, train, eval, or run all three from one TOML config.
+"""``edgeser-distill``: label, train, eval, or run all three from one TOML config; check a store.
 
 Every option of a stage is a field of its config dataclass and a command-line flag (generated
 from the dataclass, so the two cannot drift apart); flags override ``--config`` values.
@@ -27,7 +27,7 @@ def add_config_flags(parser: argparse.ArgumentParser, cls: type, section: str, p
         hint = hints[f.name]
         dest = prefix + f.name
         flag = "--" + dest.replace(".", "-").replace("_", "-")
-        help_text = f"TOML: [{section}] {dest}"
+        help_text = f.metadata.get("help", f"TOML: [{section}] {dest}")
         if dataclasses.is_dataclass(hint):
             add_config_flags(parser, hint, section, dest + ".")
         elif hint is bool:
@@ -73,6 +73,10 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="label, train and eval from one TOML config")
     run.add_argument("config", help="TOML file with [label], [train] and [eval] tables")
     run.add_argument("--quiet", action="store_true", help="no progress bars")
+    about = "report a label store's health (chunks, crops, damaged, orphans); changes nothing"
+    check = sub.add_parser("check", help=about, description=about + "; exit status 1 when a "
+                           "chunk is damaged (`label --repair` moves it aside)")  # fmt: skip
+    check.add_argument("--store", required=True, help="The label store folder to check.")
     return parser
 
 
@@ -99,9 +103,20 @@ def run_stage(command: str, cfg: Any, progress: bool) -> None:
         print(run_eval(cfg, progress=False).table())
 
 
+def check_store(root: str) -> int:
+    """Print the health of the store at ``root``; 1 when a chunk is damaged, else 0."""
+    from .store import LabelStore
+
+    health = LabelStore.open(root).health()
+    print(health.summary())
+    return 1 if health.damaged else 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        if args.command == "check":
+            return check_store(args.store)
         if args.command == "run":
             run = load_run_config(args.config)
             for stage in STAGES:

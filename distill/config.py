@@ -66,6 +66,11 @@ class LabelConfig:
     device: str = "auto"
     max_chunk_s: float = 20.0
     store_embeddings: bool = False
+    repair: bool = field(default=False, metadata={"help": (
+        "Move damaged chunks of the store aside to its damaged/ folder (never deleted) before "
+        "labelling, so that their crops are labelled again; default: off (a damaged chunk "
+        "stops the run with an error naming it)."
+    )})  # fmt: skip
     num_threads: int = 0
     ray: str = ""  # "": this machine; auto, local or HOST:PORT: a Ray cluster (ray_label.py)
     ray_actors: int = 0  # teacher actors on Ray; 0: as many as the cluster holds

@@ -1,8 +1,9 @@
 """Label stage: run a teacher over crops and commit its readings to the store, batch by batch.
 
 ``label_crops`` is the reusable core (crop list, teacher, store, batch size): it skips crops the
-store already holds, so a rerun after a crash continues where the last commit left off.
-``run_label`` plans the crops from a ``LabelConfig`` first.
+store already holds, so a rerun after a crash continues where the last commit left off, and it
+claims each batch before labelling it (``claims.py``), so several processes on one store share
+the work. ``run_label`` plans the crops from a ``LabelConfig`` first.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from tqdm import tqdm
 from edgeser.errors import AudioError
 
 from .augment import NoiseBank
+from .claims import BatchClaims
 from .config import LabelConfig
 from .data import Crop, CropAudio, CropPlan, DataError, find_sources, load_noise_bank, plan_crops
 from .store import LabelStore
@@ -39,6 +41,8 @@ class LabelReport:
     wall_s: float = 0.0
     failed: dict[str, str] = field(default_factory=dict)  # file -> why its crops were skipped
     skipped_files: list[tuple[str, str]] = field(default_factory=list)
+    by_others: int = 0  # crops other writers of the store labelled meanwhile
+    repaired: list[str] = field(default_factory=list)  # damaged chunks moved aside first
 
     @property
     def hours_per_minute(self) -> float:
@@ -51,6 +55,13 @@ class LabelReport:
             f"{self.labelled} labelled now ({self.audio_s / 3600:.3f} h of audio in "
             f"{self.wall_s:.1f} s: {self.hours_per_minute:.3f} audio-hours/minute)"
         ]
+        if self.by_others:
+            lines.append(f"{self.by_others} crops labelled meanwhile by other writers")
+        if self.repaired:
+            lines.append(
+                f"moved {len(self.repaired)} damaged chunks aside (their crops were labelled "
+                f"again): {', '.join(self.repaired)}"
+            )
         if self.skipped_files or self.failed:
             lines.append(
                 f"skipped files: {len(self.skipped_files) + len(self.failed)} "
@@ -58,6 +69,11 @@ class LabelReport:
                 f"{(self.skipped_files + list(self.failed.items()))[0]})"
             )
         return "\n".join(lines)
+
+    def count_others(self, crops: list[Crop], store: LabelStore) -> None:
+        """Count the crops of ``crops`` that other writers committed during this run."""
+        done = store.done_keys()
+        self.by_others = sum(c.key in done for c in crops) - self.already_done - self.labelled
 
 
 def label_batches(crops: list[Crop], batch_size: int) -> Iterator[list[Crop]]:
@@ -87,16 +103,19 @@ def regenerate(
 def prefetched(
     batches: Iterator[list[Crop]], audio: CropAudio
 ) -> Iterator[tuple[list[Crop], list[Crop], list[np.ndarray], dict[str, str]]]:
-    """(batch, *regenerate(batch)) with the next batch decoded in a background thread
-    while the caller works on this one (at most two batches in memory)."""
-    with ThreadPoolExecutor(max_workers=1) as decoder:
+    """(batch, *regenerate(batch)) with the next batch drawn and decoded in a background
+    thread while the caller works on this one (at most two batches in memory; drawing a batch
+    may wait for other writers, which must not keep this one from committing its own)."""
+
+    def pull() -> tuple | None:
         batch = next(batches, None)
-        future = decoder.submit(regenerate, batch, audio) if batch else None
-        while future is not None:
-            following = next(batches, None)
-            upcoming = decoder.submit(regenerate, following, audio) if following else None
-            yield (batch, *future.result())
-            batch, future = following, upcoming
+        return None if batch is None else (batch, *regenerate(batch, audio))
+
+    with ThreadPoolExecutor(max_workers=1) as decoder:
+        future = decoder.submit(pull)
+        while (item := future.result()) is not None:
+            future = decoder.submit(pull)
+            yield item
 
 
 def label_crops(
@@ -108,24 +127,34 @@ def label_crops(
     embeddings: bool = False,
     progress: bool = True,
 ) -> LabelReport:
-    """Label the crops the store lacks, committing one chunk per batch."""
+    """Label the crops the store lacks, committing one chunk per batch; batches other
+    writers of the store hold are left to them (and taken over if they die)."""
     store.check_teacher(teacher.teacher_id)
     audio = audio or CropAudio()
     done = store.done_keys()
-    todo = [c for c in crops if c.key not in done]
-    report = LabelReport(planned=len(crops), already_done=len(crops) - len(todo))
+    report = LabelReport(planned=len(crops), already_done=sum(c.key in done for c in crops))
+    claims = BatchClaims(store, label_batches(crops, batch_size))
+    batches = prefetched(claims.batches(), audio)
     start = time.perf_counter()
-    with tqdm(total=len(todo), unit="crop", desc="label", disable=not progress) as bar:
-        for batch, ready, waves, failed in prefetched(label_batches(todo, batch_size), audio):
-            report.failed.update(failed)
-            if ready:
-                out = check_output(teacher(waves), len(ready), teacher.teacher_id)
-                store.append(ready, out.adv, out.embedding if embeddings else None)
-                report.labelled += len(ready)
-                report.audio_s += sum(c.seconds for c in ready)
-            report.wall_s = time.perf_counter() - start
-            bar.update(len(batch))
-            bar.set_postfix(h_per_min=f"{report.hours_per_minute:.3f}", failed=len(report.failed))
+    total = report.planned - report.already_done
+    try:
+        with tqdm(total=total, unit="crop", desc="label", disable=not progress) as bar:
+            for batch, ready, waves, failed in batches:
+                report.failed.update(failed)
+                if ready:
+                    out = check_output(teacher(waves), len(ready), teacher.teacher_id)
+                    store.append(ready, out.adv, out.embedding if embeddings else None)
+                    report.labelled += len(ready)
+                    report.audio_s += sum(c.seconds for c in ready)
+                claims.finish(batch)
+                report.wall_s = time.perf_counter() - start
+                bar.update(len(batch))
+                bar.set_postfix(h_per_min=f"{report.hours_per_minute:.3f}",
+                                failed=len(report.failed))  # fmt: skip
+    finally:
+        batches.close()
+        claims.release()  # on an error: what this run held is free for others at once
+    report.count_others(crops, store)
     return report
 
 
@@ -152,15 +181,17 @@ def run_label(cfg: LabelConfig, progress: bool = True) -> LabelReport:
     set_torch_threads(cfg.num_threads)
     plan, noise = plan_label(cfg)
     teacher = load_teacher(cfg.teacher, device=cfg.device, max_chunk_s=cfg.max_chunk_s)
-    store = LabelStore.open(cfg.store, teacher.teacher_id, teacher=cfg.teacher)
+    store = LabelStore.open(cfg.store, teacher.teacher_id, teacher=cfg.teacher, repair=cfg.repair)
     if progress:
         print(
             f"{plan.n_files} files, {len(plan.crops)} crops ({plan.seconds / 3600:.2f} h), "
             f"{len(plan.skipped)} files skipped; teacher {teacher.teacher_id}",
             file=sys.stderr,
         )
-    report = label_crops(
-        plan.crops, teacher, store, cfg.batch_size, CropAudio(noise), cfg.store_embeddings, progress
-    )
-    report.skipped_files = plan.skipped
+    try:
+        report = label_crops(plan.crops, teacher, store, cfg.batch_size, CropAudio(noise),
+                             cfg.store_embeddings, progress)  # fmt: skip
+    finally:
+        store.close()
+    report.skipped_files, report.repaired = plan.skipped, [str(p) for p in store.repaired]
     return report

@@ -43,7 +43,9 @@ def run_label_targets(cfg: LabelConfig, progress: bool = True) -> int:
     cfg.teacher = cfg.teacher or "labels"
     cfg.validate()
     plan = plan_crops(find_sources(cfg.data), cfg, load_noise_bank(cfg.augment.noise_dirs))
-    store = LabelStore.open(cfg.store, labels_teacher_id(), teacher="human label targets")
+    store = LabelStore.open(
+        cfg.store, labels_teacher_id(), teacher="human label targets", nan_labels=True
+    )
     done = store.done_keys()
     todo = [c for c in plan.crops if c.key not in done]
     for start in tqdm(range(0, len(todo), CHUNK), desc="label targets", disable=not progress):

@@ -6,7 +6,9 @@ regenerate each crop's audio from its description (``data.CropAudio``), an actor
 teacher (loaded once per actor), and the driver commits each batch to the same ``LabelStore``,
 one chunk per batch, as the results stream back. Keys, store and batches are those of the
 single-machine path, so a run can switch between the two and resume either way; killing the
-driver loses at most the batches in flight, and a crop is never committed twice.
+driver loses at most the batches in flight, and a crop is never committed twice. The driver
+claims its batches like any writer of the store (``claims.py``), so single-machine writers
+running at the same time label the others, and it takes over those of writers that die.
 
 With GPU actors, decoding runs in its own autoscaling pool of CPU actors so the GPUs never wait
 on it; CPU actors decode their own batches (a small share of a CPU teacher's time, and the
@@ -21,6 +23,7 @@ import math
 import pickle
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,6 +33,7 @@ from tqdm import tqdm
 from edgeser.errors import EdgeserError
 
 from .augment import NoiseBank
+from .claims import BatchClaims
 from .config import ConfigError, LabelConfig
 from .data import Crop, CropAudio
 from .label import LabelReport, label_batches, plan_label, regenerate
@@ -211,14 +215,43 @@ def label_crops_ray(
 ) -> LabelReport:
     """Label the crops the store lacks on the connected Ray cluster, committing one chunk per
     batch from the driver; the Ray counterpart of ``label.label_crops``."""
-    ray = import_ray()
     noise = noise or NoiseBank()
     done = store.done_keys()
-    todo = [c for c in crops if c.key not in done]
-    report = LabelReport(planned=len(crops), already_done=len(crops) - len(todo))
-    batches = ["\n".join(c.to_json() for c in b) for b in label_batches(todo, cfg.batch_size)]
-    if not batches:
-        return report
+    report = LabelReport(planned=len(crops), already_done=sum(c.key in done for c in crops))
+    claims = BatchClaims(store, label_batches(crops, cfg.batch_size))
+    start = time.perf_counter()
+    total = report.planned - report.already_done
+    with tqdm(total=total, unit="crop", desc="label (ray)", disable=not progress) as bar:
+        while group := claims.take(limit=0):  # all free batches; more if other writers die
+            try:
+                for row in labelled_rows(group, spec, store, cfg, plan, noise):
+                    if len(row["error"]):
+                        raise pickle.loads(row["error"])  # from our own workers: trusted
+                    commit(row, store, done, report)
+                    report.wall_s = time.perf_counter() - start
+                    bar.update(int(row["n"]))
+                    bar.set_postfix(h_per_min=f"{report.hours_per_minute:.3f}",
+                                    failed=len(report.failed))  # fmt: skip
+            except BaseException:
+                claims.release()
+                raise
+            for batch in group:
+                claims.finish(batch)
+    report.count_others(crops, store)
+    return report
+
+
+def labelled_rows(
+    group: list[list[Crop]],
+    spec: str,
+    store: LabelStore,
+    cfg: LabelConfig,
+    plan: WorkerPlan,
+    noise: NoiseBank,
+) -> Iterator[dict[str, Any]]:
+    """The teacher's readings of each batch of ``group``, streamed back from the cluster."""
+    ray = import_ray()
+    batches = ["\n".join(c.to_json() for c in b) for b in group]
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = False  # the driver's tqdm bar counts committed crops instead
     ds = ray.data.from_items(
@@ -242,16 +275,7 @@ def label_crops_ray(
         num_cpus=plan.cpus_per_actor,
         num_gpus=plan.gpus_per_actor,
     )
-    start = time.perf_counter()
-    with tqdm(total=len(todo), unit="crop", desc="label (ray)", disable=not progress) as bar:
-        for row in ds.iter_rows():
-            if len(row["error"]):
-                raise pickle.loads(row["error"])  # from our own workers: trusted
-            commit(row, store, done, report)
-            report.wall_s = time.perf_counter() - start
-            bar.update(int(row["n"]))
-            bar.set_postfix(h_per_min=f"{report.hours_per_minute:.3f}", failed=len(report.failed))
-    return report
+    yield from ds.iter_rows()
 
 
 def commit(row: dict[str, Any], store: LabelStore, done: set[str], report: LabelReport) -> None:
@@ -289,7 +313,7 @@ def run_label_ray(cfg: LabelConfig, progress: bool = True) -> LabelReport:
             )
         except Exception as exc:
             raise _edgeser_cause(exc) or exc from None
-        store = LabelStore.open(cfg.store, teacher_id, teacher=cfg.teacher)
+        store = LabelStore.open(cfg.store, teacher_id, teacher=cfg.teacher, repair=cfg.repair)
         workers = plan_workers(cfg, ray.cluster_resources())
         if progress:
             print(
@@ -299,11 +323,15 @@ def run_label_ray(cfg: LabelConfig, progress: bool = True) -> LabelReport:
                 f"{workers.actors} {workers.device} actor(s), {workers.decoders} decoder(s)",
                 file=sys.stderr,
             )
-        report = label_crops_ray(crop_plan.crops, cfg.teacher, store, cfg, workers, noise, progress)
+        try:
+            report = label_crops_ray(crop_plan.crops, cfg.teacher, store, cfg, workers, noise,
+                                     progress)  # fmt: skip
+        finally:
+            store.close()
     finally:
         if started:
             ray.shutdown()
-    report.skipped_files = crop_plan.skipped
+    report.skipped_files, report.repaired = crop_plan.skipped, [str(p) for p in store.repaired]
     return report
 
 

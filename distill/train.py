@@ -3,13 +3,17 @@
 AdamW with linear warm-up and a cosine decay; batches hold crops of one length (the student
 normalises per utterance, so no padding is needed or wanted); everything is seeded. Every
 ``checkpoint_every`` steps ``resume.pt`` (model, optimizer, scheduler, RNG, step) is replaced
-atomically, so a killed run continues where it stopped; ``last.pt``, ``best.pt`` (best dev CCC)
-and finally ``student.pt`` are ``save_student`` checkpoints that ``load_student`` reads.
+atomically and the one it replaces is kept as ``resume.prev.pt``, so a killed run continues
+where it stopped, and from the generation before when the newest is damaged (training is a pure
+function of the seed and the step, so either way the result is the same); ``last.pt``,
+``best.pt`` (best dev CCC) and finally ``student.pt`` are ``save_student`` checkpoints that
+``load_student`` reads.
 """
 
 from __future__ import annotations
 
 import math
+import os
 import shutil
 import sys
 import time
@@ -20,6 +24,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from edgeser.errors import EdgeserError
+
 from .config import ConfigError, TrainConfig
 from .data import Crop, CropAudio, split_crops
 from .evaluate import ccc_by_label, predict
@@ -29,6 +35,13 @@ from .student import StudentConfig, Wav2Small, count_parameters, save_student
 from .teachers.loading import resolve_device, set_torch_threads
 
 RESUME_FILE = "resume.pt"
+PREVIOUS_FILE = "resume.prev.pt"  # the generation before, for when the newest is damaged
+RESUME_KEYS = ("model", "optimizer", "scheduler", "step", "best", "dev_ccc", "torch_rng",
+               "teacher_id", "student", "total")  # fmt: skip
+
+
+class CheckpointError(EdgeserError):
+    """No resume state can be read (every generation is damaged)."""
 
 
 @dataclass
@@ -168,15 +181,46 @@ class Distiller:
             "total": self.total,
         }
         tmp = self.out / (RESUME_FILE + ".tmp")
-        torch.save(state, tmp)
-        tmp.replace(self.out / RESUME_FILE)
+        with tmp.open("wb") as f:
+            torch.save(state, f)
+            f.flush()
+            os.fsync(f.fileno())
+        newest = self.out / RESUME_FILE
+        if newest.exists():
+            newest.replace(self.out / PREVIOUS_FILE)
+        tmp.replace(newest)
+
+    def load_resume_state(self) -> tuple[Path, dict] | None:
+        """The newest readable resume generation (a damaged one is reported and skipped), None
+        when there is none; CheckpointError when every one there is damaged."""
+        damaged = []
+        for path in (self.out / RESUME_FILE, self.out / PREVIOUS_FILE):
+            if not path.exists():
+                continue
+            try:
+                state = torch.load(path, map_location="cpu", weights_only=True)  # RNG on CPU
+                missing = [k for k in RESUME_KEYS if k not in state]
+                if missing:
+                    raise KeyError(f"no {', '.join(missing)}")
+            except Exception as exc:  # any failure to unpickle the bytes means damage
+                damaged.append(f"{path} ({type(exc).__name__}: {str(exc)[:200]})")
+                print(f"edgeser-distill: warning: {damaged[-1]} is damaged; trying the "
+                      "generation before", file=sys.stderr)  # fmt: skip
+                continue
+            return path, state
+        if damaged:
+            raise CheckpointError(
+                f"cannot resume: every resume generation is damaged: {'; '.join(damaged)}; "
+                "set resume = false (--no-resume) to start over"
+            )
+        return None
 
     def resume(self) -> bool:
-        """Load ``resume.pt`` if present; ConfigError if it belongs to another run."""
-        path = self.out / RESUME_FILE
-        if not path.exists():
+        """Load the newest good resume state if any; ConfigError if it is another run's."""
+        found = self.load_resume_state()
+        if found is None:
             return False
-        state = torch.load(path, map_location="cpu", weights_only=True)  # RNG state stays on CPU
+        path, state = found
         theirs = (state["teacher_id"], state["student"], state["total"])
         ours = (self.teacher_id, self.cfg.student, self.total)
         if theirs != ours:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -25,12 +26,26 @@ from edgeser.distill.student import load_student
 from edgeser.distill.train import Distiller, run_train
 
 # A teacher that hears what a student can learn: spectral centroid, envelope modulation depth
-# and spectral flatness (tone vs noise). TOY_TEACHER_DELAY slows it down for the kill test.
+# and spectral flatness (tone vs noise). TOY_TEACHER_DELAY slows it down for the kill test;
+# with TOY_BARRIER=DIR:N the first call waits until N processes have made theirs (so that
+# concurrent writers are all labelling before any of them can finish alone).
 TOY_TEACHER = """
 import os, time
+from pathlib import Path
 import numpy as np
 
+ARRIVED = []
+
+def barrier():
+    folder, n = os.environ["TOY_BARRIER"].rsplit(":", 1)
+    (Path(folder) / str(os.getpid())).touch()
+    deadline = time.monotonic() + 120
+    while len(list(Path(folder).iterdir())) < int(n) and time.monotonic() < deadline:
+        time.sleep(0.05)
+
 def teacher(waves):
+    if os.environ.get("TOY_BARRIER") and not ARRIVED:
+        ARRIVED.append(barrier())
     time.sleep(float(os.environ.get("TOY_TEACHER_DELAY", "0")))
     out = []
     for w in waves:
@@ -196,6 +211,8 @@ def test_kill_9_while_labelling_loses_at_most_the_batch_in_flight(corpus, toy_te
 
     store = LabelStore.open(store_dir)
     chunks = store.chunk_paths()
+    killed = store.health()  # the dead writer's claims: its batches, in flight and prefetched
+    assert killed.writers == 0 and 0 <= killed.stale_claims - len(chunks) <= 2
     partial = store.read()
     keys = [c.key for c in partial.crops]
     assert len(keys) == len(set(keys)) == 3 * len(chunks)  # whole batches only, no duplicates
@@ -205,6 +222,8 @@ def test_kill_9_while_labelling_loses_at_most_the_batch_in_flight(corpus, toy_te
     assert report.already_done == len(keys) and report.labelled == 40 - len(keys)
     resumed = store.read()
     assert len(resumed) == 40 == len({c.key for c in resumed.crops})
+    health = store.health()
+    assert (health.stale_claims, health.orphans, health.duplicates) == (0, [], 0)
 
     clean = run_label(label_config(corpus, toy_teacher, tmp_path / "clean"), progress=False)
     assert clean.labelled == 40
@@ -212,6 +231,32 @@ def test_kill_9_while_labelling_loses_at_most_the_batch_in_flight(corpus, toy_te
     by_key = dict(zip([c.key for c in reference.crops], reference.adv, strict=True))
     expected = np.stack([by_key[c.key] for c in resumed.crops])
     np.testing.assert_allclose(resumed.adv, expected, rtol=1e-6)
+
+
+def label_command(corpus: Path, teacher: str, store: Path, *extra: str) -> list[str]:
+    """``edgeser-distill label`` in a process of its own, with the small test plan."""
+    return [sys.executable, "-m", "edgeser.distill.cli", "label", "--data", str(corpus),
+            "--teacher", teacher, "--store", str(store), "--crops-per-file", "2",
+            "--min-crop-s", "0.5", "--max-crop-s", "0.5", "--num-threads", "1", *extra]  # fmt: skip
+
+
+@pytest.mark.parametrize("writers", [2, 3])
+def test_concurrent_label_processes_label_each_crop_once(corpus, toy_teacher, tmp_path, writers):
+    store = tmp_path / "labels"
+    barrier = tmp_path / "barrier"
+    barrier.mkdir()
+    env = {**os.environ, "TOY_TEACHER_DELAY": "0.1", "TOY_BARRIER": f"{barrier}:{writers}"}
+    cmd = label_command(corpus, toy_teacher, store, "--batch-size", "2", "--quiet")
+    procs = [subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True) for _ in range(writers)]  # fmt: skip
+    outs = [p.communicate(timeout=240) for p in procs]
+    assert [p.returncode for p in procs] == [0] * writers, outs
+    labelled = [int(re.search(r"(\d+) labelled now", out).group(1)) for out, _ in outs]
+    assert sum(labelled) == 40 and min(labelled) >= 2, labelled  # shared, nothing twice
+    health = LabelStore.open(store).health()
+    assert (health.crops, health.duplicates, health.damaged) == (40, 0, {})
+    assert health.chunks == 20 and health.writers == 0 and health.stale_claims == 0
+    assert not list((store / "claims").glob("*.claim"))  # each writer dropped its claims
 
 
 def test_training_resumes_exactly_where_it_stopped(corpus, toy_teacher, tmp_path, monkeypatch):
@@ -269,3 +314,64 @@ def test_eval_scores_human_labels_per_corpus(corpus, toy_teacher, tmp_path):
     for scores in (report.student_vs_labels["toy"], report.teacher_vs_labels["toy"]):
         assert {"ccc_arousal", "ccc_valence", "auc_arousal", "auc_valence"} <= set(scores)
         assert -1 <= scores["ccc_arousal"] <= 1 and 0 <= scores["auc_arousal"] <= 1
+
+
+def test_training_falls_back_to_the_previous_resume_generation(corpus, toy_teacher, tmp_path):
+    run_label(label_config(corpus, toy_teacher, tmp_path / "labels"), progress=False)
+
+    def train_cfg(out: str, max_steps: int) -> TrainConfig:
+        return TrainConfig(store=str(tmp_path / "labels"), out=str(tmp_path / out),
+                           max_steps=max_steps, batch_size=8, checkpoint_every=3, eval_every=4,
+                           num_threads=1, warmup_fraction=0.0)  # fmt: skip
+
+    torch.set_num_threads(1)
+    run_train(train_cfg("straight", 8), progress=False)
+    out = tmp_path / "resumed"
+    run_train(train_cfg("resumed", 8), progress=False)
+    newest = out / "resume.pt"
+    assert torch.load(out / "resume.prev.pt", weights_only=True)["step"] == 6  # two generations
+    newest.write_bytes(newest.read_bytes()[:1000])  # truncated, as a crash or bad disk leaves it
+    (out / "student.pt").unlink()
+    resumed = run_train(train_cfg("resumed", 8), progress=False)  # from step 6: the same end
+    assert resumed.steps == 8
+    a, _ = load_student(tmp_path / "straight" / "last.pt")
+    b, _ = load_student(out / "last.pt")
+    for (name, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items(), strict=True):
+        torch.testing.assert_close(x, y, rtol=1e-5, atol=1e-6, msg=name)
+
+    for path in (newest, out / "resume.prev.pt"):
+        path.write_bytes(b"\0" * 100)
+    flags = "--max-steps 8 --batch-size 8 --checkpoint-every 3 --warmup-fraction 0 --quiet"
+    assert (
+        main(["train", "--store", str(tmp_path / "labels"), "--out", str(out), *flags.split()]) == 2
+    )
+
+
+def test_a_damaged_chunk_stops_every_stage_with_one_line_naming_it(
+    corpus, toy_teacher, tmp_path, capsys
+):
+    store = tmp_path / "labels"
+    run_label(label_config(corpus, toy_teacher, store, batch_size=8), progress=False)
+    run_train(TrainConfig(store=str(store), out=str(tmp_path / "s"), max_steps=2), progress=False)
+    chunk = LabelStore.open(store).chunk_paths()[2]
+    chunk.write_bytes(chunk.read_bytes()[: chunk.stat().st_size // 2])
+    label = label_command(corpus, toy_teacher, store, "--quiet")[3:]
+    student = str(tmp_path / "s" / "student.pt")
+    stages = [label, ["train", "--store", str(store), "--out", str(tmp_path / "t"), "--quiet"],
+              ["eval", "--store", str(store), "--checkpoint", student]]  # fmt: skip
+    for args in stages:
+        capsys.readouterr()
+        assert main(args) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "Traceback" not in err, err
+        assert f"{chunk}: damaged chunk: unreadable zip" in err and "--repair" in err
+    capsys.readouterr()
+    assert main(["check", "--store", str(store)]) == 1
+    assert f"damaged: {chunk.name}: unreadable zip" in capsys.readouterr().out
+
+    assert main([*label, "--repair"]) == 0
+    out = capsys.readouterr().out
+    assert "32 already labelled, 8 labelled now" in out and "moved 1 damaged chunks aside" in out
+    assert (store / "damaged" / chunk.name).exists()
+    assert len(LabelStore.open(store).read()) == 40
+    assert main(["check", "--store", str(store)]) == 0

@@ -19,11 +19,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+from edgeser.distill.claims import batch_id
 from edgeser.distill.cli import main
 from edgeser.distill.config import ConfigError, LabelConfig
-from edgeser.distill.label import label_crops, plan_label, run_label
+from edgeser.distill.label import label_batches, label_crops, plan_label, run_label
 from edgeser.distill.ray_label import WorkerPlan, label_crops_ray, plan_workers, run_label_ray
-from edgeser.distill.store import LabelStore
+from edgeser.distill.store import LabelStore, StoreError
 from edgeser.distill.teachers.loading import TeacherError, load_teacher
 
 # Per-waveform features through a fixed head: batch-independent, so both paths must agree
@@ -190,6 +191,64 @@ def test_driver_killed_mid_run_resumes_on_either_path(
     rest = label_crops_ray(crop_plan.crops, cfg.teacher, store, cfg, workers, noise, False)
     assert (rest.already_done, rest.labelled) == (done, 48 - done)
     assert_same_labels(store, reference)
+
+
+# A writer that claims one batch and holds it until the others have labelled everything else.
+HOLDER = """
+import sys, time
+from pathlib import Path
+from edgeser.distill.claims import Writer
+from edgeser.distill.store import LabelStore, StoreError
+
+def done(root):
+    try:
+        return len(LabelStore.open(root).done_keys())
+    except StoreError:  # the damaged chunk, until the driver moves it aside
+        return 0
+
+root, batch, rest = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+writer = Writer.register(root)
+assert writer.claim(batch) == "mine"
+print("claimed", flush=True)
+deadline = time.monotonic() + 300
+while done(root) < rest and time.monotonic() < deadline:
+    time.sleep(0.1)
+print(time.time_ns(), flush=True)
+"""  # then it ends without labelling its batch: the claim is stale
+
+
+@pytest.mark.ray
+def test_ray_path_checks_chunks_repairs_and_shares_with_other_writers(
+    ray_cluster, teacher_path, corpus, reference, tmp_path
+):
+    cfg = label_config(corpus, tmp_path / "labels", ray="auto")
+    crop_plan, _ = plan_label(cfg)
+    store = LabelStore.open(cfg.store, reference.teacher_id)
+    label_crops(crop_plan.crops[:8], load_teacher(cfg.teacher), store, BATCH, embeddings=True,
+                progress=False)  # fmt: skip
+    store.close()
+    damaged = store.chunk_paths()[1]
+    damaged.write_bytes(b"")
+    with pytest.raises(StoreError, match=f"{damaged.name}: damaged chunk: empty file"):
+        run_label_ray(cfg, progress=False)
+
+    first = {c.key for c in crop_plan.crops[:8]}
+    held = [b for b in label_batches(crop_plan.crops, BATCH) if not first & {c.key for c in b}][-1]
+    holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(HOLDER), cfg.store,
+                               batch_id(held), str(48 - len(held))], stdout=subprocess.PIPE,
+                              text=True)  # fmt: skip
+    assert holder.stdout.readline().strip() == "claimed"
+    report = run_label_ray(dataclasses.replace(cfg, repair=True), progress=False)
+    assert holder.wait(timeout=60) == 0  # it saw all but its batch done, then ended
+    ended_ns = int(holder.stdout.read())
+    holder.stdout.close()
+    held_keys = {c.key for c in held}
+    [chunk] = [p for p in LabelStore.open(cfg.store).chunk_paths()
+               if held_keys & set(np.load(p)["keys"].tolist())]  # fmt: skip
+    assert int(chunk.name.split("-")[0]) > ended_ns  # labelled once its holder was gone
+    assert report.repaired == [str(Path(cfg.store) / "damaged" / damaged.name)]
+    assert (report.already_done, report.labelled) == (6, 42)  # its batch taken over at the end
+    assert_same_labels(LabelStore.open(cfg.store), reference)
 
 
 @pytest.mark.ray
