@@ -4,17 +4,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import edgeser.distill
 import numpy as np
 import pytest
-
-import edgeser.distill
 from edgeser.distill.teachers.loading import REFERENCE_WEIGHTS, load_teacher
 from edgeser.distill.teachers.reference import load_reference_teacher
 
 
 def test_the_bundled_reference_teacher_is_installed_with_the_package():
     package = Path(edgeser.distill.__file__).resolve().parent
-    assert REFERENCE_WEIGHTS == package / "weights" / "reference_teacher.pt"
+    assert package / "weights" / "reference_teacher.pt" == REFERENCE_WEIGHTS
     assert REFERENCE_WEIGHTS.is_file()
 
 
