@@ -223,9 +223,9 @@ def narrowband_markdown(nb: dict[str, Any], corpora: list[str]) -> list[str]:
         "",
         f"The same dev clips band-limited to {khz:g} kHz (resampled 16 -> {khz:g} -> 16 kHz with "
         f"soxr: nothing above {khz / 2:g} kHz is left), as audio from a phone line or a "
-        f"{khz:g} kHz microphone arrives. Shift = mean over clips of (reading at {khz:g} kHz - "
-        "reading at 16 kHz) of the same clip; |shift| its mean size; CCC 8k vs 16k = agreement "
-        "of the two sets of readings (1 = the same). Produced by "
+        f"microphone sampled at {khz:g} kHz arrives. Shift = mean over clips of (reading at "
+        f"{khz:g} kHz - reading at 16 kHz) of the same clip; |shift| its mean size; CCC 8k vs "
+        "16k = agreement of the two sets of readings (1 = the same). Produced by "
         f"`{nb.get('command', 'python -m benchmarks.quality')}`"
         + (f" on {nb['date_utc']}" if "date_utc" in nb else "")
         + ".",

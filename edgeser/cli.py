@@ -138,6 +138,9 @@ def _describe(model: Model) -> str:
         f"contract:      v{CONTRACT_VERSION}: mono float32 at {SAMPLE_RATE} Hz in, "
         f"{', '.join(i.labels)} out",
         f"window / hop:  {i.window_s:g} s / {i.hop_s:g} s (minimum input {i.min_samples} samples)",
+        f"audio:         {SAMPLE_RATE // 1000} kHz wide-band speech; other rates are resampled, "
+        "but 8 kHz (telephone) audio lacks everything above 4 kHz and shifts readings a lot "
+        "(bundled model: arousal lower, valence higher; see the README, 8 kHz audio)",
         f"embedding:     {model.embedding_size or 'none'}",
         *(f"  {name}: {sig}" for name, sig in model.signature.items()),
         "model card:",

@@ -51,6 +51,9 @@ REQUIRED_METADATA = (
     META_MODEL_CARD,
 )
 
+# Declared by models that take a shorter (or need a longer) input than MIN_SAMPLES.
+OPTIONAL_METADATA = (META_MIN_SAMPLES,)
+
 
 @dataclass(frozen=True)
 class ModelInfo:

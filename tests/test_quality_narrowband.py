@@ -1,8 +1,12 @@
 """benchmarks/quality.py's 8 kHz part: the band limit, the reading shift and its report."""
 
+import json
+
 import numpy as np
+from conftest import REPO
 
 from benchmarks.quality import band_limited, markdown, narrowband, reading_shift
+from edgeser.cli import main
 
 
 def _tone(hz: float, seconds: float = 1.0) -> np.ndarray:
@@ -61,3 +65,17 @@ def test_narrowband_scores_band_limited_audio_and_is_reported(monkeypatch):
     text = markdown(report)
     assert "## 8 kHz (telephone-band) input" in text
     assert f"| ravdess | arousal | {shift['arousal']['mean_16k']:.3f} | " in text
+
+
+
+def test_readme_and_info_state_the_measured_8_khz_effect(tiny_model_path, capsys):
+    measured = json.loads((REPO / "benchmarks" / "quality.json").read_text())["narrowband"]
+    int8 = measured["models"]["student int8 (runtime)"]
+    readme = " ".join((REPO / "README.md").read_text(encoding="utf-8").split())
+    assert f"to **{int8['labels']['score']:.3f}**" in readme
+    for dim in ("arousal", "dominance", "valence"):
+        shifts = [corpus[dim]["mean_shift"] for corpus in int8["shift"].values()]
+        low, high = sorted([max(shifts, key=abs), min(shifts, key=abs)], key=abs)
+        assert f"{dim} {low:+.2f} to {high:+.2f}" in readme
+    assert main(["info", str(tiny_model_path)]) == 0
+    assert "8 kHz (telephone) audio" in capsys.readouterr().out
