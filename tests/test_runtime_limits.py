@@ -48,3 +48,26 @@ def test_window_and_hop_arguments_are_checked(tiny_model, window, hop, message):
 def test_thread_count_is_bounded(tiny_model_path):
     with pytest.raises(edgeser.ConfigError, match="threads must be a whole number from 1 to 256"):
         edgeser.load(tiny_model_path, threads=10_000)
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"edgeser.stream.window_samples": str(10**12)}, "window_samples 1000000000000 is not in"),
+        ({"edgeser.stream.edge_margin": "-1"}, "edge_margin -1 is not in [0, window 48000)"),
+    ],
+)
+def test_streaming_graph_metadata_out_of_range_is_refused(changes, message):
+    from edgeser.incremental import StreamSpec
+
+    meta = {
+        "edgeser.stream.window_samples": "48000",
+        "edgeser.stream.chunk_multiple": "80",
+        "edgeser.stream.max_chunk": "16000",
+        "edgeser.stream.edge_margin": "9",
+        "edgeser.stream.model_sha256": "0" * 64,
+        **changes,
+    }
+    with pytest.raises(ValueError) as caught:
+        StreamSpec.parse(meta)
+    assert message in str(caught.value)
