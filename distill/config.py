@@ -8,6 +8,7 @@ keys, wrong types and missing required values are a ``ConfigError`` naming the k
 from __future__ import annotations
 
 import dataclasses
+import math
 import sys
 import types
 import typing
@@ -92,6 +93,10 @@ class LabelConfig:
             raise ConfigError("label: need 0 < min_crop_s <= max_crop_s")
         if self.clean_crops < 0:
             raise ConfigError("label.clean_crops must be >= 0")
+        for f in dataclasses.fields(self.augment):
+            p = getattr(self.augment, f.name)
+            if f.name.startswith("p_") and not 0.0 <= p <= 1.0:
+                raise ConfigError(f"label.augment.{f.name} must be in [0, 1], got {p}")
         for name in ("gain_db_range", "snr_db_range", "noise_color_range", "lowpass_hz_range",
                      "speed_range", "rt60_s_range", "drr_db_range"):  # fmt: skip
             pair = getattr(self.augment, name)
@@ -207,6 +212,8 @@ def coerce(hint: Any, value: Any, where: str) -> Any:
         raise ConfigError(f"{where}: unsupported union type")  # no such fields today
     if hint is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if hint is float and isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{where}: expected a finite number, got {value!r}")
     if hint is bool and not isinstance(value, bool):
         raise ConfigError(f"{where}: expected true/false, got {value!r}")
     if not isinstance(value, hint) or (hint is int and isinstance(value, bool)):

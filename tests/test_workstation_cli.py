@@ -9,8 +9,16 @@ import sys
 
 import pytest
 from edgeser.distill import cli as distill_cli
-from edgeser.distill.config import AugmentConfig, EvalConfig, LabelConfig, TrainConfig
+from edgeser.distill.config import (
+    AugmentConfig,
+    EvalConfig,
+    LabelConfig,
+    TrainConfig,
+    load_run_config,
+)
 from edgeser.export import cli as export_cli
+
+from edgeser.errors import ConfigError
 
 # Run a command's main() in a fresh Python where the workstation packages cannot be imported,
 # as after `pip install .` (the runtime alone).
@@ -103,3 +111,14 @@ def test_exporting_a_file_that_is_not_a_checkpoint_is_one_line(tmp_path, capsys,
     assert len(err.splitlines()) == 1, err
     assert f"{bogus}: not a student checkpoint (not a file written by torch.save)" in err
     assert "weights_only" not in err
+
+
+def test_distill_numbers_from_toml_must_be_finite_and_probabilities_in_range(tmp_path):
+    config = tmp_path / "c.toml"
+    config.write_text("[train]\nlr = nan\n")
+    with pytest.raises(ConfigError, match=r"train\.lr: expected a finite number, got nan"):
+        load_run_config(config)
+    config.write_text('[label]\ndata = ["x"]\nteacher = "t"\nstore = "s"\n[label.augment]\n'
+                      "p_noise = 1.5\n")  # fmt: skip
+    with pytest.raises(ConfigError, match=r"label.augment.p_noise must be in \[0, 1\], got 1.5"):
+        load_run_config(config).label.validate()
