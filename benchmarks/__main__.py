@@ -1,5 +1,6 @@
 """``python -m benchmarks [--quick] [--threads N] [--config TOML] [--out DIR]``: measure
-everything and write RESULTS.md, results.json and latency.png (default: into benchmarks/)."""
+everything and write RESULTS.md, results.json and latency.png (default: into benchmarks/;
+with --quick into runs/benchmarks-quick/, never over the committed results)."""
 
 from __future__ import annotations
 
@@ -9,17 +10,23 @@ import shlex
 import sys
 from pathlib import Path
 
-from .config import REPO, BenchConfig
+from .config import REPO, RESULTS_DIR, BenchConfig
 from .report import write_all
 from .run import run
 
+PROG = "python -m benchmarks"
+
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__)
     parser.add_argument("--quick", action="store_true", help="seconds-long check run")
     parser.add_argument("--threads", type=int, help="also measure on N threads (1 always)")
     parser.add_argument("--config", type=Path, help="TOML file with a [bench] table")
-    parser.add_argument("--out", type=Path, help="output folder (default: benchmarks/)")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        help="output folder (default benchmarks/; --quick: runs/benchmarks-quick/)"
+    )
     return parser.parse_args(argv)
 
 
@@ -32,6 +39,10 @@ def main(argv: list[str] | None = None) -> int:
         config = dataclasses.replace(config, threads=args.threads)
     if args.out is not None:
         config = dataclasses.replace(config, out_dir=str(args.out.resolve()))
+    if config.quick and config.path("out_dir") == REPO / RESULTS_DIR:
+        print(f"{PROG}: error: --quick figures are checks, not results: they do not "
+              f"overwrite {RESULTS_DIR}/ (choose another --out)", file=sys.stderr)  # fmt: skip
+        return 2
     command = shlex.join(["python", "-m", "benchmarks", *(sys.argv[1:] if argv is None else argv)])
     results = run(config, command)
     for path in write_all(results, config.path("out_dir")):

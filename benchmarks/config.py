@@ -9,13 +9,15 @@ from pathlib import Path
 from edgeser.distill.config import from_dict, read_toml
 
 REPO = Path(__file__).resolve().parent.parent
+RESULTS_DIR = "benchmarks"  # the committed results
+QUICK_DIR = "runs/benchmarks-quick"  # where --quick writes unless told (git-ignored)
 
 
 @dataclass
 class BenchConfig:
     """What to measure and how long. Paths are relative to the repository root."""
 
-    out_dir: str = "benchmarks"
+    out_dir: str = RESULTS_DIR
     audio: str = "examples/speech.wav"
     threads: int = 1  # also measured with this many threads when > 1 (1 thread always)
     window_s: float = 3.0
@@ -30,9 +32,11 @@ class BenchConfig:
     quick: bool = False  # tiny teacher architectures and few iterations: checks, not figures
 
     def quickened(self) -> BenchConfig:
-        """This config shrunk to a run of seconds: the code paths of a full run, not figures."""
+        """This config shrunk to a run of seconds: the code paths of a full run, not figures,
+        written into ``QUICK_DIR`` instead of over the committed results."""
         return dataclasses.replace(
             self,
+            out_dir=QUICK_DIR if self.out_dir == RESULTS_DIR else self.out_dir,
             student_iterations=5,
             teacher_iterations=1,
             stream_seconds=4.0,

@@ -8,6 +8,11 @@ dimension against the label targets (``edgeser.distill.targets``), the arousal A
 happiness, fear vs sadness, calm, neutral; baved high vs low) and the valence AUC (happiness vs
 anger, sadness, fear, disgust). Writes ``benchmarks/quality.md`` and ``benchmarks/quality.json``.
 Models whose files are missing are listed as not available.
+
+The same dev audio band-limited to 8 kHz (telephone band: resampled 16 -> 8 -> 16 kHz) is scored
+too, for the models that take raw audio: how far it moves each reading of the same speech, and
+the label scores it leaves. ``--narrowband-only`` measures just that part and adds it to the
+existing ``OUT.json`` (for when the other models' files are not at hand).
 """
 
 from __future__ import annotations
@@ -21,9 +26,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import soxr
 import torch
 from edgeser.distill.default_bundle import finite_or_null
 from edgeser.distill.manifest import ManifestRow
+from edgeser.distill.metrics import ccc
 from edgeser.distill.reference_train import corpus_rows
 from edgeser.distill.student import load_student
 from edgeser.distill.targets import DIMENSIONS, row_target, score_against_labels
@@ -39,6 +46,7 @@ from .machine import machine_info
 REPO = Path(__file__).resolve().parents[1]
 CORPORA = ("ravdess", "baved", "turev")
 FRAME, HOP = 400, 160  # 25 ms frames every 10 ms for the loudness baseline
+NARROWBAND_HZ = 8_000  # telephone band
 Predictor = Callable[[list[np.ndarray]], np.ndarray]
 
 
@@ -118,6 +126,49 @@ def evaluate(predictor: Predictor, dev: dict[str, tuple[list[ManifestRow], list[
     return result
 
 
+def band_limited(audio: np.ndarray, rate: int = NARROWBAND_HZ) -> np.ndarray:
+    """A 16 kHz clip as it arrives through a ``rate`` Hz channel (a phone line): resampled down
+    and back up with soxr's anti-aliasing, so nothing above ``rate / 2`` is left."""
+    narrow = soxr.resample(soxr.resample(audio, 16_000, rate), rate, 16_000)
+    narrow = narrow[: len(audio)]
+    return np.pad(narrow, (0, len(audio) - len(narrow))).astype(np.float32)
+
+
+def reading_shift(wide: np.ndarray, narrow: np.ndarray) -> dict[str, dict[str, float]]:
+    """How band-limiting moves the readings of the same clips, per dimension: the mean of
+    wide-band readings, the mean shift (narrow - wide), the mean |shift|, and the CCC between
+    the two sets of readings (1: the 8 kHz readings are the wide-band ones)."""
+    agreement = ccc(narrow, wide)
+    return {
+        d: {
+            "mean_16k": float(np.mean(wide[:, i])),
+            "mean_shift": float(np.mean(narrow[:, i] - wide[:, i])),
+            "mean_abs_shift": float(np.mean(np.abs(narrow[:, i] - wide[:, i]))),
+            "ccc_8k_vs_16k": float(agreement[i]),
+        }
+        for i, d in enumerate(DIMENSIONS)
+    }
+
+
+def narrowband(
+    predictors: dict[str, Predictor], dev: dict[str, tuple[list[ManifestRow], list[np.ndarray]]]
+) -> dict[str, Any]:
+    """For each model: label scores on the band-limited dev audio and the reading shift per
+    corpus against the same clips at 16 kHz."""
+    narrow_dev = {c: (rows, [band_limited(a) for a in audio]) for c, (rows, audio) in dev.items()}
+    report: dict[str, Any] = {"rate_hz": NARROWBAND_HZ, "models": {}}
+    for name, predictor in predictors.items():
+        print(f"scoring {name} at {NARROWBAND_HZ} Hz", flush=True)
+        shifts = {
+            corpus: reading_shift(
+                np.asarray(predictor(dev[corpus][1])), np.asarray(predictor(narrow[1]))
+            )
+            for corpus, narrow in narrow_dev.items()
+        }
+        report["models"][name] = {"labels": evaluate(predictor, narrow_dev), "shift": shifts}
+    return report
+
+
 def fmt(value: float | None) -> str:
     return "-" if value is None or not np.isfinite(value) else f"{value:.3f}"
 
@@ -157,9 +208,56 @@ def markdown(report: dict[str, Any]) -> str:
     lines += ["", "## Mean CCC over labelled dimensions, averaged over corpora", ""]
     lines += ["| model | score |", "| --- | --- |"]
     lines += [f"| {k} | {fmt(v['score'])} |" for k, v in report["results"].items()]
+    if "narrowband" in report:
+        lines += narrowband_markdown(report["narrowband"], report["corpora"])
     lines += ["", "## Models", ""]
     lines += [f"- {k}: `{v}`" for k, v in report["models"].items()]
     return "\n".join(lines) + "\n"
+
+
+def narrowband_markdown(nb: dict[str, Any], corpora: list[str]) -> list[str]:
+    """The 8 kHz section of the report: reading shifts, then the label scores they leave."""
+    khz = nb["rate_hz"] / 1000
+    lines = [
+        "",
+        f"## {khz:g} kHz (telephone-band) input",
+        "",
+        f"The same dev clips band-limited to {khz:g} kHz (resampled 16 -> {khz:g} -> 16 kHz with "
+        f"soxr: nothing above {khz / 2:g} kHz is left), as audio from a phone line or a "
+        f"microphone sampled at {khz:g} kHz arrives. Shift = mean over clips of (reading at "
+        f"{khz:g} kHz - reading at 16 kHz) of the same clip; |shift| its mean size; CCC 8k vs "
+        "16k = agreement of the two sets of readings (1 = the same). Produced by "
+        f"`{nb.get('command', 'python -m benchmarks.quality')}`"
+        + (f" on {nb['date_utc']}" if "date_utc" in nb else "")
+        + ".",
+    ]
+    for model, m in nb["models"].items():
+        lines += [
+            "",
+            f"### {model}",
+            "",
+            "| corpus | dimension | mean at 16 kHz | shift | abs shift | CCC 8k vs 16k |",
+            "| --- | --- | --- | --- | --- | --- |",
+        ]
+        for corpus in corpora:
+            for d, x in m["shift"][corpus].items():
+                lines.append(
+                    f"| {corpus} | {d} | {x['mean_16k']:.3f} | {x['mean_shift']:+.3f} | "
+                    f"{x['mean_abs_shift']:.3f} | {fmt(x['ccc_8k_vs_16k'])} |"
+                )
+        lines += [
+            "",
+            f"Label scores at {khz:g} kHz (mean CCC over corpora {fmt(m['labels']['score'])}):",
+            "",
+            "| corpus | CCC arousal | CCC dominance | CCC valence | AUC arousal | AUC valence |",
+            "| --- | --- | --- | --- | --- | --- |",
+        ]
+        for corpus in corpora:
+            s = m["labels"][corpus]
+            cells = [fmt(s.get(f"ccc_{d}")) for d in DIMENSIONS]
+            cells += [fmt(s["auc_arousal"]), fmt(s["auc_valence"])]
+            lines.append(f"| {corpus} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -171,6 +269,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-teacher", default="runs/no_teacher/student/student.pt")
     p.add_argument("--out", default="benchmarks/quality", help="writes OUT.md and OUT.json")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument(
+        "--narrowband-only",
+        action="store_true",
+        help="measure only the 8 kHz section and add it to the existing OUT.json",
+    )
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     started = time.time()
@@ -181,27 +284,40 @@ def main(argv: list[str] | None = None) -> int:
     for corpus in CORPORA:
         rows = corpus_rows(args.corpora, [corpus], "dev")
         dev[corpus] = (rows, [read_audio(r.audio) for r in tqdm(rows, f"decode {corpus}")])
+    command = "python -m benchmarks.quality" + "".join(f" {a}" for a in (argv or sys.argv[1:]))
+    raw_audio_models = {
+        "reference teacher": (args.teacher, reference_teacher),
+        "student int8 (runtime)": (args.int8, runtime_model),
+    }
+    if args.narrowband_only:
+        report = json.loads(Path(args.out).with_suffix(".json").read_text())
+        predictors = {n: f(Path(p)) for n, (p, f) in raw_audio_models.items() if Path(p).is_file()}
+        report["narrowband"] = narrowband(predictors, dev)
+        report["narrowband"].update(command=command, date_utc=machine_info(REPO)["date_utc"])
+        return write_report(report, Path(args.out))
     loaders: dict[str, tuple[str, Callable[[Path], Predictor]]] = {
         "reference teacher": (args.teacher, reference_teacher),
         "student fp32 (distilled)": (args.student, torch_student),
         "student int8 (runtime)": (args.int8, runtime_model),
         "student fp32 (labels, no teacher)": (args.no_teacher, torch_student),
     }
-    results, models, missing = {}, {}, {}
+    results, models, missing, predictors = {}, {}, {}, {}
     for name, (path, loader) in loaders.items():
         if not Path(path).is_file():
             missing[name] = f"{path} is absent"
             continue
         print(f"scoring {name} ({path})", flush=True)
-        results[name], models[name] = evaluate(loader(Path(path)), dev), path
+        predictors[name] = loader(Path(path))
+        results[name], models[name] = evaluate(predictors[name], dev), path
     train_rows = corpus_rows(args.corpora, list(CORPORA), "train")
     loudness = loudness_baseline(train_rows)
     results["loudness baseline"] = evaluate(loudness, dev)
     models["loudness baseline"] = "mean frame energy (dB), linear map fitted on the train split"
     results["loudness baseline, random gain"] = evaluate(with_random_gain(loudness), dev)
     models["loudness baseline, random gain"] = "the same on clips at a random gain (+-12 dB)"
+    nb = narrowband({n: predictors[n] for n in raw_audio_models if n in predictors}, dev)
     report = {
-        "command": "python -m benchmarks.quality" + "".join(f" {a}" for a in (argv or [])),
+        "command": command,
         "machine": machine_info(REPO),
         "seconds": time.time() - started,
         "corpora": list(CORPORA),
@@ -209,10 +325,16 @@ def main(argv: list[str] | None = None) -> int:
         "results": results,
         "models": models,
         "not_available": missing,
+        "narrowband": nb,
     }
+    return write_report(report, Path(args.out))
+
+
+def write_report(report: dict[str, Any], out: Path) -> int:
+    """Write ``OUT.json`` and ``OUT.md`` and print the markdown."""
     text = json.dumps(finite_or_null(report), indent=2, allow_nan=False)
-    Path(args.out).with_suffix(".json").write_text(text + "\n")
-    md = Path(args.out).with_suffix(".md")
+    out.with_suffix(".json").write_text(text + "\n")
+    md = out.with_suffix(".md")
     kept = voice_gate.section_of(md.read_text()) if md.exists() else ""  # its own benchmark
     md.write_text(markdown(report) + ("\n" + kept if kept else ""))
     print(markdown(report))

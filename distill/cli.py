@@ -13,21 +13,26 @@ import typing
 from collections.abc import Sequence
 from typing import Any
 
+from edgeser.cli_args import OneLineParser, number, require_extra, whole_number
 from edgeser.errors import EdgeserError
 
 from .config import EvalConfig, LabelConfig, RunConfig, TrainConfig, load_run_config
 
+PROG = "edgeser-distill"
+# What the stages import: a runtime-only install has the command but not these.
+EXTRA_MODULES = ("torch", "transformers", "safetensors", "onnx", "tqdm", "yaml")
 STAGES: dict[str, type] = {"label": LabelConfig, "train": TrainConfig, "eval": EvalConfig}
 
 
 def add_config_flags(parser: argparse.ArgumentParser, cls: type, section: str, prefix: str = ""):
-    """One flag per dataclass field (nested dataclasses get a ``--<name>-`` prefix)."""
+    """One flag per dataclass field (nested dataclasses get a ``--<name>-`` prefix), its help
+    generated from the field's sentence, unit and default (``config.option``)."""
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
         hint = hints[f.name]
         dest = prefix + f.name
         flag = "--" + dest.replace(".", "-").replace("_", "-")
-        help_text = f.metadata.get("help", f"TOML: [{section}] {dest}")
+        help_text = flag_help(f, section, dest)
         if dataclasses.is_dataclass(hint):
             add_config_flags(parser, hint, section, dest + ".")
         elif hint is bool:
@@ -35,12 +40,33 @@ def add_config_flags(parser: argparse.ArgumentParser, cls: type, section: str, p
                                 default=argparse.SUPPRESS, help=help_text)  # fmt: skip
         elif typing.get_origin(hint) is list:
             (item,) = typing.get_args(hint)
-            nargs = 2 if item is float else "+"
-            parser.add_argument(flag, dest=dest, type=item, nargs=nargs,
-                                default=argparse.SUPPRESS, help=help_text)  # fmt: skip
-        else:
-            parser.add_argument(flag, dest=dest, type=hint, default=argparse.SUPPRESS,
+            nargs, metavar = (2, ("LOW", "HIGH")) if item is float else ("+", f.name.upper())
+            parser.add_argument(flag, dest=dest, type=FLAG_TYPES.get(item, item), nargs=nargs,
+                                metavar=metavar, default=argparse.SUPPRESS,
                                 help=help_text)  # fmt: skip
+        else:
+            parser.add_argument(flag, dest=dest, type=FLAG_TYPES.get(hint, hint),
+                                metavar=f.name.upper(), default=argparse.SUPPRESS,
+                                help=help_text)  # fmt: skip
+
+
+# Number flags parse with errors in words ("expected a whole number, got 'x'").
+FLAG_TYPES: dict[type, Any] = {int: whole_number(), float: number()}
+
+
+def flag_help(f: dataclasses.Field, section: str, dest: str) -> str:
+    """``sentence, unit; default D (TOML: [section] key)`` from a config field."""
+    text = f.metadata.get("help", "")
+    if f.metadata.get("unit"):
+        text += f", {f.metadata['unit']}"
+    default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+    if isinstance(default, bool):
+        text += f"; default {str(default).lower()}"
+    elif isinstance(default, list) and default:
+        text += f"; default {' '.join(map(str, default))}"
+    elif default not in ("", [], dataclasses.MISSING) and not dataclasses.is_dataclass(default):
+        text += f"; default {default}"
+    return f"{text} (TOML: [{section}] {dest})".lstrip("; ")
 
 
 def apply_overrides(cfg: Any, overrides: dict[str, Any]) -> Any:
@@ -55,8 +81,8 @@ def apply_overrides(cfg: Any, overrides: dict[str, Any]) -> Any:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="edgeser-distill",
+    parser = OneLineParser(
+        prog=PROG,
         description="Distil a speech emotion teacher into a Wav2Small student.",
     )
     sub = parser.add_subparsers(dest="command", required=True)
@@ -113,6 +139,8 @@ def check_store(root: str) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; errors are one line and exit code 2."""
+    require_extra(PROG, "distill", EXTRA_MODULES)
     args = build_parser().parse_args(argv)
     try:
         if args.command == "check":
@@ -124,7 +152,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             run_stage(args.command, stage_config(args), not args.quiet)
     except (EdgeserError, OSError) as exc:
-        print(f"edgeser-distill: error: {exc}", file=sys.stderr)
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
     return 0
 

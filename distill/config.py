@@ -8,6 +8,7 @@ keys, wrong types and missing required values are a ``ConfigError`` naming the k
 from __future__ import annotations
 
 import dataclasses
+import math
 import sys
 import types
 import typing
@@ -23,6 +24,15 @@ else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
 
+def option(default: Any, sentence: str, unit: str = "") -> Any:
+    """A config field with its help sentence and unit (read by the CLI's ``--help``); a list
+    default is copied for each instance."""
+    metadata = {"help": sentence, "unit": unit}
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
 @dataclass
 class AugmentConfig:
     """How crops are degraded before the teacher (and later the student) hears them.
@@ -31,50 +41,55 @@ class AugmentConfig:
     [low, high] drawn uniformly per crop.
     """
 
-    enabled: bool = True
-    p_gain: float = 0.5
-    gain_db_range: list[float] = field(default_factory=lambda: [-12.0, 6.0])
-    p_noise: float = 0.4
-    snr_db_range: list[float] = field(default_factory=lambda: [5.0, 30.0])
-    noise_color_range: list[float] = field(default_factory=lambda: [0.0, 2.0])
-    noise_dirs: list[str] = field(default_factory=list)
-    p_noise_file: float = 0.5
-    p_band: float = 0.2
-    lowpass_hz_range: list[float] = field(default_factory=lambda: [2500.0, 6000.0])
-    p_telephone: float = 0.5
-    p_speed: float = 0.3
-    speed_range: list[float] = field(default_factory=lambda: [0.9, 1.1])
-    p_reverb: float = 0.3
-    rt60_s_range: list[float] = field(default_factory=lambda: [0.2, 0.8])
-    drr_db_range: list[float] = field(default_factory=lambda: [0.0, 15.0])
+    enabled: bool = option(True, "degrade the crops at all (off: every crop is clean)")
+    p_gain: float = option(0.5, "probability of a random gain", "0..1")
+    gain_db_range: list[float] = option([-12.0, 6.0], "gain drawn from [low, high]", "dB")
+    p_noise: float = option(0.4, "probability of added noise", "0..1")
+    snr_db_range: list[float] = option([5.0, 30.0], "signal-to-noise ratio drawn from", "dB")
+    noise_color_range: list[float] = option(
+        [0.0, 2.0], "exponent of synthetic 1/f^x noise drawn from (0 white, 2 brown)"
+    )
+    noise_dirs: list[str] = option([], "folders of noise recordings to mix in")
+    p_noise_file: float = option(0.5, "share of the noise taken from noise_dirs files", "0..1")
+    p_band: float = option(0.2, "probability of a band limit (telephone or low-pass)", "0..1")
+    lowpass_hz_range: list[float] = option([2500.0, 6000.0], "low-pass cut-off drawn from", "Hz")
+    p_telephone: float = option(0.5, "share of band limits that are telephone band", "0..1")
+    p_speed: float = option(0.3, "probability of a speed change", "0..1")
+    speed_range: list[float] = option([0.9, 1.1], "speed factor drawn from", "x")
+    p_reverb: float = option(0.3, "probability of synthetic reverberation", "0..1")
+    rt60_s_range: list[float] = option([0.2, 0.8], "reverberation time RT60 drawn from", "s")
+    drr_db_range: list[float] = option([0.0, 15.0], "direct-to-reverberant ratio drawn from", "dB")
 
 
 @dataclass
 class LabelConfig:
     """Label stage: which audio, which teacher, where the pseudo-labels go."""
 
-    data: list[str] = field(default_factory=list)
-    teacher: str = ""
-    store: str = ""
-    crops_per_file: int = 4
-    min_crop_s: float = 1.0
-    max_crop_s: float = 6.0
-    crop_step_s: float = 0.25
-    clean_crops: int = 1
-    seed: int = 0
-    batch_size: int = 16
-    device: str = "auto"
-    max_chunk_s: float = 20.0
-    store_embeddings: bool = False
-    repair: bool = field(default=False, metadata={"help": (
-        "Move damaged chunks of the store aside to its damaged/ folder (never deleted) before "
-        "labelling, so that their crops are labelled again; default: off (a damaged chunk "
-        "stops the run with an error naming it)."
-    )})  # fmt: skip
-    num_threads: int = 0
-    ray: str = ""  # "": this machine; auto, local or HOST:PORT: a Ray cluster (ray_label.py)
-    ray_actors: int = 0  # teacher actors on Ray; 0: as many as the cluster holds
-    ray_num_gpus: float = 1.0  # GPUs per teacher actor on Ray (CPU actors when none)
+    data: list[str] = option([], "audio folders and manifest CSVs to label (required)")
+    teacher: str = option(
+        "", "hub id, local folder, .onnx, reference[:PATH] or module:attr (required)"
+    )
+    store: str = option("", "folder of the label store, created or resumed (required)")
+    crops_per_file: int = option(4, "crops cut from each file")
+    min_crop_s: float = option(1.0, "shortest crop", "s")
+    max_crop_s: float = option(6.0, "longest crop", "s")
+    crop_step_s: float = option(0.25, "crop lengths and starts lie on this grid", "s")
+    clean_crops: int = option(1, "crops per file left without augmentation")
+    seed: int = option(0, "seed of the crop plan and the augmentations")
+    batch_size: int = option(16, "crops per teacher batch (and per committed store chunk)")
+    device: str = option("auto", "where the teacher runs: auto, cpu, cuda or cuda:N")
+    max_chunk_s: float = option(20.0, "longest teacher input (longer: equal chunks)", "s")
+    store_embeddings: bool = option(False, "also store the teacher's embeddings")
+    repair: bool = option(
+        False,
+        "move damaged chunks of the store aside to its damaged/ folder (never deleted) before "
+        "labelling, so that their crops are labelled again (off: a damaged chunk stops the run "
+        "with an error naming it)",
+    )
+    num_threads: int = option(0, "torch CPU threads (0: torch's default)")
+    ray: str = option("", "Ray cluster: auto, local or HOST:PORT (empty: this machine only)")
+    ray_actors: int = option(0, "teacher actors on Ray (0: as many as the cluster holds)")
+    ray_num_gpus: float = option(1.0, "GPUs per teacher actor on Ray (CPU actors when none)")
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
     def validate(self) -> None:
@@ -84,6 +99,10 @@ class LabelConfig:
             raise ConfigError("label: need 0 < min_crop_s <= max_crop_s")
         if self.clean_crops < 0:
             raise ConfigError("label.clean_crops must be >= 0")
+        for f in dataclasses.fields(self.augment):
+            p = getattr(self.augment, f.name)
+            if f.name.startswith("p_") and not 0.0 <= p <= 1.0:
+                raise ConfigError(f"label.augment.{f.name} must be in [0, 1], got {p}")
         for name in ("gain_db_range", "snr_db_range", "noise_color_range", "lowpass_hz_range",
                      "speed_range", "rt60_s_range", "drr_db_range"):  # fmt: skip
             pair = getattr(self.augment, name)
@@ -95,25 +114,25 @@ class LabelConfig:
 class TrainConfig:
     """Train stage: fit a student to the pseudo-labels of one store."""
 
-    store: str = ""
-    out: str = ""
-    student: str = "wav2small"
-    epochs: int = 20
-    max_steps: int = 0
-    batch_size: int = 32
-    lr: float = 3e-3
-    weight_decay: float = 0.01
-    warmup_fraction: float = 0.03
-    mse_weight: float = 0.0
-    clip_grad_norm: float = 1.0
-    seed: int = 0
-    checkpoint_every: int = 200
-    eval_every: int = 200
-    dev_fraction: float = 0.1
-    device: str = "cpu"
-    num_threads: int = 0
-    resume: bool = True
-    cache_mb: int = 4096
+    store: str = option("", "label store written by `label` (required)")
+    out: str = option("", "output folder of student.pt and resume.pt (required)")
+    student: str = option("wav2small", "student architecture (preset name)")
+    epochs: int = option(20, "passes over the training crops")
+    max_steps: int = option(0, "stop after this many optimiser steps (0: no limit)", "steps")
+    batch_size: int = option(32, "crops per optimiser step")
+    lr: float = option(3e-3, "peak learning rate of AdamW")
+    weight_decay: float = option(0.01, "AdamW weight decay")
+    warmup_fraction: float = option(0.03, "share of the steps spent warming up", "0..1")
+    mse_weight: float = option(0.0, "weight of the MSE term added to the 1 - CCC loss")
+    clip_grad_norm: float = option(1.0, "largest gradient norm (clipped beyond)")
+    seed: int = option(0, "seed of initialisation, batching and the dev split")
+    checkpoint_every: int = option(200, "steps between saves of out/resume.pt", "steps")
+    eval_every: int = option(200, "steps between dev CCC checks (best kept)", "steps")
+    dev_fraction: float = option(0.1, "share of speakers held out when no split column", "0..1")
+    device: str = option("cpu", "where training runs: cpu, cuda or cuda:N")
+    num_threads: int = option(0, "torch CPU threads (0: torch's default)")
+    resume: bool = option(True, "continue from out/resume.pt when it exists")
+    cache_mb: int = option(4096, "decoded audio kept in memory", "MB")
 
     def validate(self) -> None:
         _require(self, "train", "store", "out")
@@ -127,11 +146,11 @@ class EvalConfig:
     """Eval stage: CCC of a student against its teacher (and human labels) on the held-out
     crops; the split is the one recorded in the checkpoint by ``train``."""
 
-    store: str = ""
-    checkpoint: str = ""
-    batch_size: int = 32
-    report: str = ""
-    num_threads: int = 0
+    store: str = option("", "label store the student was trained on (required)")
+    checkpoint: str = option("", "student checkpoint to evaluate (required)")
+    batch_size: int = option(32, "crops per forward pass")
+    report: str = option("", "also write the report as JSON to this file")
+    num_threads: int = option(0, "torch CPU threads (0: torch's default)")
 
     def validate(self) -> None:
         _require(self, "eval", "store", "checkpoint")
@@ -199,6 +218,8 @@ def coerce(hint: Any, value: Any, where: str) -> Any:
         raise ConfigError(f"{where}: unsupported union type")  # no such fields today
     if hint is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if hint is float and isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{where}: expected a finite number, got {value!r}")
     if hint is bool and not isinstance(value, bool):
         raise ConfigError(f"{where}: expected true/false, got {value!r}")
     if not isinstance(value, hint) or (hint is int and isinstance(value, bool)):

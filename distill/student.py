@@ -16,6 +16,7 @@ conv input then depends on that frame's samples only, which is what lets a strea
 from __future__ import annotations
 
 import math
+import zipfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -258,8 +259,15 @@ def load_student(path: str | Path) -> tuple[Wav2Small, dict[str, Any]]:
         ckpt = torch.load(Path(path), map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise
-    except Exception as exc:
-        raise ValueError(f"{path}: not a readable student checkpoint ({exc})") from None
+    except Exception:  # torch's own text runs to a page; say what it means in one line
+        reason = (
+            "it holds objects other than tensors and plain data"
+            if zipfile.is_zipfile(path)
+            else "not a file written by torch.save"
+        )
+        raise ValueError(
+            f"{path}: not a student checkpoint ({reason}); `edgeser-distill train` writes them"
+        ) from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
         raise ValueError(f"{path}: not an edgeser student checkpoint (unknown architecture)")
     try:

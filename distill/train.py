@@ -242,6 +242,15 @@ class Distiller:
             save_student(self.out / "best.pt", self.model, **self.meta())
 
 
+def progress_fields(loss: float, dev_ccc: dict[str, float], crops_s: float) -> dict[str, str]:
+    """The progress bar's figures; ``dev_ccc`` only once a dev evaluation has given one."""
+    fields = {"loss": f"{loss:.3f}"}
+    if math.isfinite(dev_ccc.get("mean", math.nan)):
+        fields["dev_ccc"] = f"{dev_ccc['mean']:.3f}"
+    fields["crops_s"] = f"{crops_s:.0f}"
+    return fields
+
+
 def run_train(cfg: TrainConfig, progress: bool = True) -> TrainReport:
     """Train (or resume) a student on the labels in ``cfg.store``; writes ``out/student.pt``."""
     cfg.validate()
@@ -278,11 +287,7 @@ def run_train(cfg: TrainConfig, progress: bool = True) -> TrainReport:
             if run.step % cfg.checkpoint_every == 0 or run.step == run.total:
                 run.save()
             bar.update(1)
-            bar.set_postfix(
-                loss=f"{loss_avg:.3f}",
-                dev_ccc=f"{run.dev_ccc.get('mean', float('nan')):.3f}",
-                crops_s=f"{seen / max(busy, 1e-9):.0f}",
-            )
+            bar.set_postfix(progress_fields(loss_avg, run.dev_ccc, seen / max(busy, 1e-9)))
     final = run.out / "student.pt"
     best = run.out / "best.pt"
     shutil.copyfile(best if best.exists() else run.out / "last.pt", final.with_suffix(".tmp"))

@@ -16,9 +16,10 @@ import sys
 import threading
 from collections.abc import Iterator, Sequence
 
-from . import __version__
+from . import __version__, limits
 from .audio import find_audio_files
-from .config import RuntimeConfig
+from .cli_args import OneLineParser, number, whole_number
+from .config import SCORE_FORMATS, STREAM_FORMATS, RuntimeConfig
 from .contract import CONTRACT_VERSION, SAMPLE_RATE
 from .display import CsvRows, JsonLines, JsonRows, LiveBars, RowWriter, TableRows
 from .errors import AudioError, AudioFileError, ConfigError, EdgeserError
@@ -62,7 +63,7 @@ def score(args: argparse.Namespace) -> int:
     files = find_audio_files(args.paths, on_error=report)
     if not files:
         raise AudioFileError(f"no audio files found in {', '.join(args.paths)}")
-    writer = _row_writer(args.format, [str(f) for f in files])
+    writer = _row_writer(config.score_format, [str(f) for f in files])
     for path in files:
         try:
             result = model.score_file(path, window, hop, vad)
@@ -72,7 +73,7 @@ def score(args: argparse.Namespace) -> int:
             continue
         if not result.aggregate.voiced:
             print(f"{PROG}: {path}: no speech found (values left empty)", file=sys.stderr)
-        for reading in result.windows if args.per_window else [result.aggregate]:
+        for reading in result.windows if config.per_window else [result.aggregate]:
             writer.write(str(path), reading)
         sys.stdout.flush()
     return 1 if failed else 0
@@ -101,7 +102,7 @@ def stream(args: argparse.Namespace) -> int:
         smoothing=config.smoothing,
         max_pending=config.max_pending,
     )
-    fmt = args.format
+    fmt = config.stream_format
     if fmt == "auto":
         fmt = "bars" if sys.stdout.isatty() else "jsonl"
     display = LiveBars(sys.stdout) if fmt == "bars" else JsonLines(sys.stdout)
@@ -110,7 +111,7 @@ def stream(args: argparse.Namespace) -> int:
         with _interrupted_by_signals(), live:
             for reading in live:
                 display.show(reading)
-                if args.duration is not None and reading.end_s >= args.duration:
+                if config.duration_s is not None and reading.end_s >= config.duration_s:
                     break
     except KeyboardInterrupt:
         pass  # Ctrl-C (or SIGTERM) is how a live stream ends
@@ -178,6 +179,9 @@ def _describe(model: Model) -> str:
         f"contract:      v{CONTRACT_VERSION}: mono float32 at {SAMPLE_RATE} Hz in, "
         f"{', '.join(i.labels)} out",
         f"window / hop:  {i.window_s:g} s / {i.hop_s:g} s (minimum input {i.min_samples} samples)",
+        f"audio:         {SAMPLE_RATE // 1000} kHz wide-band speech; other rates are resampled, "
+        "but 8 kHz (telephone) audio lacks everything above 4 kHz and shifts readings a lot "
+        "(bundled model: arousal lower, valence higher; see the README, 8 kHz audio)",
         f"embedding:     {model.embedding_size or 'none'}",
         *(f"  {name}: {sig}" for name, sig in model.signature.items()),
         "model card:",
@@ -189,7 +193,11 @@ def _describe(model: Model) -> str:
 def _config(args: argparse.Namespace) -> RuntimeConfig:
     """Settings from --config (if given), overridden by the flags that were given."""
     config = RuntimeConfig.from_toml(args.config) if args.config else RuntimeConfig()
+    fmt = "score_format" if args.command is score else "stream_format"
     flags = {
+        fmt: getattr(args, "format", None),
+        "per_window": getattr(args, "per_window", None),
+        "duration_s": getattr(args, "duration", None),
         "model": args.model,
         "threads": args.threads,
         "window_s": args.window,
@@ -214,36 +222,41 @@ def _row_writer(fmt: str, files: list[str]) -> RowWriter:
 
 def _parser() -> argparse.ArgumentParser:
     """The argument parser of all sub-commands."""
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog=PROG, description="Arousal, dominance and valence from a voice, on device."
     )
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
 
-    common = argparse.ArgumentParser(add_help=False)
+    common = OneLineParser(add_help=False)
     common.add_argument("--model", help="ONNX model file (default: the bundled model)")
     common.add_argument("--config", help="TOML file of settings (flags override it)")
-    common.add_argument("--threads", type=_positive_int, help="CPU threads (default 1)")
-    common.add_argument("--window", type=_positive_float, help="window, s (default: model's)")
-    common.add_argument("--hop", type=_positive_float, help="hop, s (default: model's)")
+    common.add_argument("--threads", type=whole_number(limits.THREADS),
+                        help=f"CPU threads, {limits.THREADS} (default 1)")  # fmt: skip
+    common.add_argument("--window", type=number(limits.WINDOW_S),
+                        help="window, s (default: the model's)")  # fmt: skip
+    common.add_argument("--hop", type=number(limits.HOP_S),
+                        help="hop, s (default: the model's)")  # fmt: skip
     common.add_argument("--no-vad", action="store_true", help="score windows without speech too")
-    common.add_argument("--vad-threshold", type=float,
+    common.add_argument("--vad-threshold", type=number(limits.VAD_THRESHOLD_DB),
                         help="fixed speech level, dBFS (default: noise-floor gate)")  # fmt: skip
 
     p = commands.add_parser("score", parents=[common], help="score audio files and folders")
     p.add_argument("paths", nargs="+", metavar="PATH", help="audio files or folders (walked)")
-    p.add_argument("--format", choices=("csv", "jsonl", "table"), default="csv")
-    p.add_argument("--per-window", action="store_true", help="one row per window, not per file")
+    p.add_argument("--format", choices=SCORE_FORMATS, help="output rows (default csv)")
+    p.add_argument("--per-window", action="store_true", default=None,
+                   help="one row per window, not per file")  # fmt: skip
     p.set_defaults(command=score)
 
     p = commands.add_parser("stream", parents=[common], help="live readings from a device")
     p.add_argument("--device", help="input device index or name (see `edgeser devices`)")
     p.add_argument("--from-file", metavar="F", help="stream an audio file instead of a device")
     p.add_argument("--realtime", action="store_true", help="play --from-file at real-time pace")
-    p.add_argument("--format", choices=("auto", "bars", "jsonl"), default="auto",
-                   help="auto: bars on a terminal, JSON lines when piped")  # fmt: skip
-    p.add_argument("--smoothing", type=_positive_float, help="EMA factor in (0, 1]")
-    p.add_argument("--duration", type=_positive_float, help="stop after this many seconds")
+    p.add_argument("--format", choices=STREAM_FORMATS,
+                   help="auto (default): bars on a terminal, JSON lines when piped")  # fmt: skip
+    p.add_argument("--smoothing", type=number(limits.SMOOTHING), help="EMA factor in (0, 1]")
+    p.add_argument("--duration", type=number(limits.DURATION_S),
+                   help="stop after this many seconds")  # fmt: skip
     p.add_argument(
         "--reconnect", action="store_true", help="wait for a lost device to come back (not: exit 2)"
     )
@@ -257,18 +270,3 @@ def _parser() -> argparse.ArgumentParser:
     p.set_defaults(command=info)
     return parser
 
-
-def _positive_int(text: str) -> int:
-    """argparse type: an integer >= 1."""
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    """argparse type: a number > 0."""
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
-    return value

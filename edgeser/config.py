@@ -9,13 +9,21 @@ import typing
 from dataclasses import dataclass
 from typing import Any
 
+from . import limits
 from .errors import ConfigError
 from .vad import EnergyVad, NoiseFloorVad, VoiceGate
+
+SCORE_FORMATS = ("csv", "jsonl", "table")
+STREAM_FORMATS = ("auto", "bars", "jsonl")
 
 
 @dataclass(frozen=True)
 class RuntimeConfig:
-    """Settings of ``edgeser score`` and ``edgeser stream`` (None: the model's or the default)."""
+    """Settings of ``edgeser score`` and ``edgeser stream`` (None: the model's or the default).
+
+    Both commands accept every key and check it the same way (type, then range or choice);
+    a key one command does not use is ignored by it (``smoothing`` by ``score``).
+    """
 
     model: str | None = None  # ONNX file; None: the bundled default model
     threads: int = 1  # onnxruntime intra-op threads (1 suits a Raspberry Pi)
@@ -26,20 +34,28 @@ class RuntimeConfig:
     # the fixed EnergyVad, counting frames of at least this speech-band level (dBFS) as speech
     vad_min_voiced: float | None = None  # share of speech frames for a voiced window (None:
     # the gate's default: 0.05 for the noise-floor gate, 0.1 for a fixed threshold)
+    score_format: str = "csv"  # score only: csv, jsonl or table
+    per_window: bool = False  # score only: one row per window instead of per file
     smoothing: float | None = None  # stream only: EMA factor in (0, 1]
     device: int | str | None = None  # stream only: input device index or name; None: the default
     reconnect: bool = False  # stream only: reopen a lost device when it is back (else: an error)
+    stream_format: str = "auto"  # stream only: auto (bars on a terminal, else jsonl), bars, jsonl
+    duration_s: float | None = None  # stream only: stop after this many seconds; None: never
     block_s: float = 0.05  # stream only: audio block length
     max_pending: int = 64  # stream only: blocks queued for the worker before dropping
 
     def __post_init__(self) -> None:
         hints = typing.get_type_hints(type(self))
         for f in dataclasses.fields(self):
-            _check_type(f.name, getattr(self, f.name), hints[f.name])
-        if self.threads < 1:
-            raise ConfigError(f"threads must be at least 1, got {self.threads}")
-        if self.block_s <= 0:
-            raise ConfigError(f"block_s must be positive, got {self.block_s}")
+            value = getattr(self, f.name)
+            _check_type(f.name, value, hints[f.name])
+            if f.name in LIMITS and value is not None:
+                LIMITS[f.name].check(f.name, value)
+        for name, choices in (("score_format", SCORE_FORMATS), ("stream_format", STREAM_FORMATS)):
+            if getattr(self, name) not in choices:
+                raise ConfigError(
+                    f"{name} must be one of {', '.join(choices)}, got {getattr(self, name)!r}"
+                )
 
     @classmethod
     def from_toml(cls, path: str | os.PathLike[str]) -> RuntimeConfig:
@@ -68,7 +84,10 @@ class RuntimeConfig:
             raise ConfigError(
                 f"{source}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
             )
-        return dataclasses.replace(self, **{k: v for k, v in values.items() if v is not None})
+        try:
+            return dataclasses.replace(self, **{k: v for k, v in values.items() if v is not None})
+        except ConfigError as exc:
+            raise ConfigError(f"{source}: {exc}") from None
 
     def voice_gate(self) -> VoiceGate | None:
         """The voice-activity gate these settings ask for (None: no gating)."""
@@ -81,6 +100,20 @@ class RuntimeConfig:
             return EnergyVad(threshold_db=self.vad_threshold_db, **share)
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
+
+
+# The accepted range of each numeric setting (the flags use the same ranges).
+LIMITS: dict[str, limits.Range] = {
+    "threads": limits.THREADS,
+    "window_s": limits.WINDOW_S,
+    "hop_s": limits.HOP_S,
+    "vad_threshold_db": limits.VAD_THRESHOLD_DB,
+    "vad_min_voiced": limits.SHARE,
+    "smoothing": limits.SMOOTHING,
+    "duration_s": limits.DURATION_S,
+    "block_s": limits.BLOCK_S,
+    "max_pending": limits.MAX_PENDING,
+}
 
 
 def _check_type(name: str, value: object, hint: Any) -> None:

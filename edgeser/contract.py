@@ -20,6 +20,10 @@ SAMPLE_RATE = 16_000
 LABELS: tuple[str, str, str] = ("arousal", "dominance", "valence")
 MIN_SECONDS = 0.25
 MIN_SAMPLES = int(MIN_SECONDS * SAMPLE_RATE)
+# Sane bounds for any model's (and any caller's) window and hop: a window longer than a minute
+# or a hop shorter than 10 ms is a mistake, and would cost gigabytes or a reading per sample.
+MAX_WINDOW_S = 60.0
+MIN_HOP_S = 0.01
 CONTRACT_VERSION = "1"
 
 INPUT_NAME = "signal"
@@ -46,6 +50,9 @@ REQUIRED_METADATA = (
     META_TEACHER,
     META_MODEL_CARD,
 )
+
+# Declared by models that take a shorter (or need a longer) input than MIN_SAMPLES.
+OPTIONAL_METADATA = (META_MIN_SAMPLES,)
 
 
 @dataclass(frozen=True)
@@ -98,8 +105,17 @@ def parse_metadata(meta: dict[str, str]) -> ModelInfo:
         raise ValueError(f"malformed contract metadata: {exc}") from None
     if rate != SAMPLE_RATE:
         raise ValueError(f"sample rate {rate} is not {SAMPLE_RATE}")
-    if not (0 < hop_s <= window_s):
-        raise ValueError(f"window {window_s} s / hop {hop_s} s are not 0 < hop <= window")
+    if not 1 <= min_samples <= MAX_WINDOW_S * SAMPLE_RATE:
+        raise ValueError(
+            f"{META_MIN_SAMPLES} {min_samples} is not in [1, {MAX_WINDOW_S * SAMPLE_RATE:.0f}]"
+        )
+    if not min_samples / SAMPLE_RATE <= window_s <= MAX_WINDOW_S:
+        raise ValueError(
+            f"{META_WINDOW_S} {window_s} s is not in [{min_samples / SAMPLE_RATE:g}, "
+            f"{MAX_WINDOW_S:g}] s (from {META_MIN_SAMPLES} to a minute)"
+        )
+    if not MIN_HOP_S <= hop_s <= window_s:
+        raise ValueError(f"{META_HOP_S} {hop_s} s is not in [{MIN_HOP_S:g} s, the window]")
     if not isinstance(card, dict):
         raise ValueError("model card is not a JSON object")
     return ModelInfo(

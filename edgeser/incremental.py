@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from .contract import OUTPUT_ADV, OUTPUT_EMBEDDING, SAMPLE_RATE
+from .contract import MAX_WINDOW_S, OUTPUT_ADV, OUTPUT_EMBEDDING, SAMPLE_RATE
 from .errors import ModelError
 from .levels import at_model_level
 from .readings import Reading
@@ -72,8 +72,13 @@ class StreamSpec:
             window, multiple, max_chunk, margin = (int(meta[k]) for k in keys)
         except ValueError as exc:
             raise ValueError(f"malformed streaming metadata: {exc}") from None
+        if not 0 < window <= MAX_WINDOW_S * SAMPLE_RATE:
+            largest = round(MAX_WINDOW_S * SAMPLE_RATE)
+            raise ValueError(f"{META_WINDOW} {window} is not in [1, {largest}]")
         if not 0 < multiple <= max_chunk < window or max_chunk % multiple or window % multiple:
             raise ValueError(f"chunks {multiple}..{max_chunk} samples do not fit window {window}")
+        if not 0 <= margin < window:
+            raise ValueError(f"{META_EDGE_MARGIN} {margin} is not in [0, window {window})")
         return cls(window, multiple, max_chunk, margin, meta[META_MODEL_SHA256])
 
     def supports(self, window_s: float, hop_s: float) -> bool:

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
+from . import limits
 from .audio import (
     StreamingResampler,
     as_array,
@@ -157,10 +158,14 @@ class Model:
         return WindowScorer(self.score_window, window, hop, self.info.min_samples, vad)
 
     def window_hop(self, window: float | None, hop: float | None) -> tuple[float, float]:
-        """Window and hop in seconds (None: the model's), checked: ConfigError if the window is
-        shorter than the model's minimum input or the hop is not in (0, window]."""
-        window = self.info.window_s if window is None else float(window)
-        hop = self.info.hop_s if hop is None else float(hop)
+        """Window and hop in seconds (None: the model's), checked: ConfigError if either is not
+        a finite number in its range (``edgeser.limits``), the window is shorter than the
+        model's minimum input or the hop is longer than the window."""
+        window = self.info.window_s if window is None else window
+        hop = self.info.hop_s if hop is None else hop
+        limits.WINDOW_S.check("window", window)
+        limits.HOP_S.check("hop", hop)
+        window, hop = float(window), float(hop)
         if window * SAMPLE_RATE < self.info.min_samples:
             raise ConfigError(
                 f"window {window} s is shorter than the model's minimum "
@@ -212,8 +217,7 @@ def load(path: str | os.PathLike[str] | None = None, threads: int = 1) -> Model:
     """Load an edgeser ONNX model (default: the bundled one) for scoring on ``threads`` CPU
     threads (1 suits a Raspberry Pi). Raises ModelError for a missing file, a file that is not
     ONNX, or a model that does not follow the contract in ``edgeser.contract``."""
-    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
-        raise ConfigError(f"threads must be a positive integer, got {threads!r}")
+    limits.THREADS.check("threads", threads)
     if path is None:
         if not DEFAULT_MODEL.exists():
             raise ModelError(

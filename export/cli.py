@@ -5,17 +5,25 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
+from edgeser.cli_args import OneLineParser, number, require_extra
 from edgeser.errors import EdgeserError
 
 from .config import ExportConfig
-from .pipeline import ExportedFile, run_export
+
+if TYPE_CHECKING:
+    from .pipeline import ExportedFile
+
+PROG = "edgeser-export"
+# What the export imports: a runtime-only install has the command but not these.
+EXTRA_MODULES = ("torch", "onnx", "onnxscript", "onnx_ir", "tqdm")
 
 
 def build_parser() -> argparse.ArgumentParser:
     """Flags mirror ``ExportConfig``; only flags given on the command line override the TOML."""
-    p = argparse.ArgumentParser(
-        prog="edgeser-export",
+    p = OneLineParser(
+        prog=PROG,
         description="Export a Wav2Small student checkpoint to ONNX (and int8), checking parity.",
         argument_default=argparse.SUPPRESS,
     )
@@ -37,16 +45,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--force", action="store_true", help="write into an existing output folder")
     p.add_argument(
-        "--min-ccc", type=float, dest="min_ccc", help="refuse int8 below this CCC (default 0.99)"
+        "--min-ccc", type=number(), dest="min_ccc", help="refuse int8 below this CCC (default 0.99)"
     )
-    p.add_argument("--window", type=float, dest="window_s", help="recommended window, s")
-    p.add_argument("--hop", type=float, dest="hop_s", help="recommended hop, s")
+    p.add_argument("--window", type=number(), dest="window_s", help="recommended window, s")
+    p.add_argument("--hop", type=number(), dest="hop_s", help="recommended hop, s")
     p.add_argument("--model-version", dest="model_version", help="version string in metadata")
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the export; a clear one-line error and exit code 2 for anything refused."""
+    require_extra(PROG, "export", EXTRA_MODULES)
+    from .pipeline import run_export
+
     args = vars(build_parser().parse_args(argv))
     config_file = args.pop("config", None)
     try:
@@ -57,7 +68,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         files = run_export(config, log=lambda message: print(message, file=sys.stderr))
     except EdgeserError as exc:
-        print(f"edgeser-export: error: {exc}", file=sys.stderr)
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
     print(format_table(files))
     return 0

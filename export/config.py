@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from edgeser import limits
+from edgeser.contract import MIN_SECONDS
 from edgeser.errors import ConfigError, EdgeserError
 
 if sys.version_info >= (3, 11):
@@ -56,8 +58,13 @@ class ExportConfig:
             raise ConfigError(f"max_abs_diff must be positive, got {self.max_abs_diff}")
         if self.opset < 17:
             raise ConfigError(f"opset must be 17 or later, got {self.opset}")
-        if not 0 < self.hop_s <= self.window_s:
-            raise ConfigError(f"need 0 < hop_s <= window_s, got {self.hop_s} / {self.window_s}")
+        limits.WINDOW_S.check("window_s", self.window_s)
+        limits.HOP_S.check("hop_s", self.hop_s)
+        if self.window_s < MIN_SECONDS or self.hop_s > self.window_s:
+            raise ConfigError(
+                f"need {MIN_SECONDS} s <= window_s and hop_s <= window_s, "
+                f"got {self.window_s} / {self.hop_s}"
+            )
         if self.calibration_crops < 1 or self.heldout_crops < 2:
             raise ConfigError("need calibration_crops >= 1 and heldout_crops >= 2")
         if self.crop_s <= 0:

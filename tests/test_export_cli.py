@@ -108,5 +108,5 @@ def test_console_script_refuses_an_unknown_checkpoint_without_a_traceback(tmp_pa
     )
     assert done.returncode == 2
     assert "Traceback" not in done.stderr
-    assert "not a readable student checkpoint" in done.stderr
+    assert "not a student checkpoint (not a file written by torch.save)" in done.stderr
     assert not (tmp_path / "o").exists()

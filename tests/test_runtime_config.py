@@ -24,11 +24,11 @@ def test_values_from_toml(tmp_path):
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("threads = 0\n", "threads must be at least 1"),
+        ("threads = 0\n", "threads must be a whole number from 1 to 256, got 0"),
         ("threads = 1.5\n", "threads must be int"),
         ("vad = 1\n", "vad must be bool"),
         ("window_s = true\n", "window_s must be float or None"),
-        ("block_s = -1.0\n", "block_s must be positive"),
+        ("block_s = -1.0\n", "block_s must be in [0.001, 1] s, got -1.0"),
         ("window = 3.0\n", "unknown key(s) window; known: block_s"),
         ("threads = \n", "not valid TOML"),
     ],

@@ -13,10 +13,13 @@ from edgeser.errors import EdgeserError
 from ..data import content_hash
 from .base import Teacher, TeacherOutput
 
+# The project's reference teacher, installed with the package (edgeser/distill/weights/).
+REFERENCE_WEIGHTS = Path(__file__).resolve().parents[1] / "weights" / "reference_teacher.pt"
 TEACHER_SPECS = (
     "a local wav2vec2 folder (config.json + weights), a hub id such as "
     "audeering/wav2vec2-large-robust-12-ft-emotion-msp-dim, a .onnx file, an audonnx folder "
-    "(model.yaml + .onnx), reference:PATH, or module:attr"
+    "(model.yaml + .onnx), reference (the bundled reference teacher) or reference:PATH, "
+    "or module:attr"
 )
 
 
@@ -39,8 +42,8 @@ class CallableTeacher:
 def load_teacher(spec: str, device: str = "auto", max_chunk_s: float = 20.0) -> Teacher:
     """Load the teacher ``spec`` names; TeacherError with the accepted forms if it cannot."""
     path = Path(spec)
-    if spec.startswith("reference:"):
-        return _reference_teacher(spec.removeprefix("reference:"))
+    if spec == "reference" or spec.startswith("reference:"):
+        return _reference_teacher(spec.removeprefix("reference").removeprefix(":"))
     if path.suffix.lower() == ".onnx" or (path.is_dir() and (path / "model.yaml").is_file()):
         from .onnx_teacher import OnnxTeacher
 
@@ -61,6 +64,8 @@ def load_teacher(spec: str, device: str = "auto", max_chunk_s: float = 20.0) -> 
 
 
 def _reference_teacher(path: str) -> Teacher:
+    """``reference:PATH``; no PATH: the bundled weights (``REFERENCE_WEIGHTS``)."""
+    path = path or str(REFERENCE_WEIGHTS)
     try:
         from .reference import load_reference_teacher
     except ImportError as exc:

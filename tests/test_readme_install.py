@@ -1,0 +1,73 @@
+"""Every install line of the README works as written: the package is not on an index, so each
+one installs from a clone, a git URL or a wheel, and the wheel holds what the runtime needs."""
+
+from __future__ import annotations
+
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import zipfile
+
+import pytest
+from conftest import REPO
+
+README = (REPO / "README.md").read_text(encoding="utf-8")
+NOT_ON_AN_INDEX = "`pip install edgeser` finds nothing"
+
+
+def _pip_install_arguments() -> list[str]:
+    """What each ``pip install`` of the README installs (options left out)."""
+    found = []
+    for command in re.findall(r"pip install ([^`\n&#]+)", README.replace(NOT_ON_AN_INDEX, "")):
+        found += [word for word in shlex.split(command) if not word.startswith("-")]
+    return found
+
+
+def test_the_readme_says_plainly_the_package_is_not_on_an_index():
+    assert "not on a package index yet" in README and NOT_ON_AN_INDEX in README
+
+
+def test_no_install_line_asks_an_index_for_edgeser():
+    arguments = _pip_install_arguments()
+    assert "." in arguments and "git+URL" in arguments  # clone and git URL forms are there
+    for argument in arguments:
+        if argument.startswith("edgeser") and not argument.endswith(".whl"):
+            assert " @ git+" in argument or ".whl[" in argument, argument
+        else:
+            assert argument.startswith((".", "'.", "git+", "torch==", "build")) or ".whl" in (
+                argument
+            ), argument
+
+
+@pytest.mark.slow
+def test_the_wheel_the_readme_builds_holds_the_model_teacher_and_commands(tmp_path):
+    source = tmp_path / "src"
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(REPO / name, source / name)
+    for name in ("edgeser", "distill", "export"):
+        shutil.copytree(REPO / name, source / name, ignore=shutil.ignore_patterns("__pycache__"))
+    built = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
+         "-w", str(tmp_path / "dist"), str(source)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert built.returncode == 0, built.stderr[-2000:]
+    (wheel,) = (tmp_path / "dist").glob("edgeser-*-py3-none-any.whl")
+    assert f"dist/{wheel.name}" in README
+    archive = zipfile.ZipFile(wheel)
+    names = set(archive.namelist())
+    for member in (
+        "edgeser/models/default.onnx",
+        "edgeser/models/default.json",
+        "edgeser/distill/weights/reference_teacher.pt",
+        "edgeser/distill/cli.py",
+        "edgeser/export/cli.py",
+    ):
+        assert member in names, member
+    entry_points = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
+    text = archive.read(entry_points).decode()
+    for command in ("edgeser =", "edgeser-distill =", "edgeser-export ="):
+        assert command in text
