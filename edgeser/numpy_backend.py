@@ -1,0 +1,626 @@
+"""A numpy-only inference backend for the graphs ``edgeser-export`` writes, for devices where
+onnxruntime cannot be installed (ARMv6, 32-bit Raspberry Pi OS bookworm, Pyodide).
+
+``NumpySession`` reads the file with ``edgeser.onnx_reader`` (pure Python) and runs the graph
+node by node in numpy. It offers the part of onnxruntime's ``InferenceSession`` interface the
+runtime uses (``get_inputs``, ``get_outputs``, ``get_modelmeta``, ``run``), so ``Model`` and
+``IncrementalGraph`` do not care which backend they hold.
+
+Arithmetic follows onnxruntime's CPU provider where it matters for parity:
+- ``QuantizeLinear``: ``x / scale`` in float32, rounded half to even, plus the zero point,
+  saturated to the integer type; ``DequantizeLinear``: ``(x - zero_point) * scale``.
+- A 2-D ``DequantizeLinear -> Conv -> QuantizeLinear`` group (the int8 convolutions of a QDQ
+  model) is run the way onnxruntime fuses it into ``QLinearConv``: an exact integer
+  accumulation plus the int32 bias, then ``acc * (x_scale * w_scale / y_scale)`` in float32,
+  rounded half to even, plus the output zero point, saturated.
+- Convolutions are im2col + one matrix product (BLAS), not loops over pixels.
+Constant sub-graphs (weight dequantisation, for example) are evaluated once, at load.
+Only the operators in ``OPS`` are supported (standard domain, opset 13 or later); any other
+graph is refused with a ModelError naming its unsupported operators.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import ModelError
+from .onnx_reader import DTYPES, Node, Tensor, read_model
+
+MIN_OPSET = 13
+Arrays = list[Any]  # inputs of an op: arrays, or None for an absent optional input
+OpFunction = Callable[[Arrays, dict[str, Any], int], list[np.ndarray]]
+
+
+# -- operators ----------------------------------------------------------------------------------
+
+
+def _axes(inputs: Arrays, attrs: dict[str, Any], index: int) -> tuple[int, ...] | None:
+    """Reduction/unsqueeze axes from the attribute (older opsets) or the input at ``index``."""
+    if "axes" in attrs:
+        return tuple(int(a) for a in attrs["axes"])
+    if len(inputs) > index and inputs[index] is not None and inputs[index].size:
+        return tuple(int(a) for a in inputs[index].ravel())
+    return None
+
+
+def _reduce(function: Callable[..., np.ndarray]) -> OpFunction:
+    """ReduceMean/Max/Sum: axes by attribute or input, ``keepdims`` (default 1),
+    ``noop_with_empty_axes`` (default 0: no axes reduces all)."""
+
+    def run(inputs: Arrays, attrs: dict[str, Any], opset: int) -> list[np.ndarray]:
+        x = inputs[0]
+        axes = _axes(inputs, attrs, 1)
+        if axes is None and attrs.get("noop_with_empty_axes", 0):
+            return [x]
+        keep = bool(attrs.get("keepdims", 1))
+        return [np.asarray(function(x, axis=axes, keepdims=keep)).astype(x.dtype, copy=False)]
+
+    return run
+
+
+def _elementwise(function: Callable[..., np.ndarray]) -> OpFunction:
+    """An op that maps its inputs through a numpy function, keeping the first input's dtype."""
+
+    def run(inputs: Arrays, attrs: dict[str, Any], opset: int) -> list[np.ndarray]:
+        out = function(*inputs)
+        return [np.asarray(out).astype(inputs[0].dtype, copy=False)]
+
+    return run
+
+
+def _pow(inputs: Arrays, attrs: dict[str, Any], opset: int) -> list[np.ndarray]:
+    x, exponent = inputs
+    if exponent.size == 1 and float(exponent.ravel()[0]) == 2.0:
+        return [np.square(x)]
+    return [np.power(x, exponent.astype(x.dtype)).astype(x.dtype, copy=False)]
+
+
+def _div(inputs: Arrays, attrs: dict[str, Any], opset: int) -> list[np.ndarray]:
+    a, b = inputs
+    if a.dtype.kind in "iu":  # onnxruntime's integer division truncates toward zero
+        return [(np.trunc(a / b)).astype(a.dtype)]
+    return [(a / b).astype(a.dtype, copy=False)]
+
+
+def _cast(inputs: Arrays, attrs: dict[str, Any], opset: int) -> list[np.ndarray]:
+    return [inputs[0].astype(DTYPES[int(attrs["to"])])]
+
+
+def _shape(inputs: Arrays, attrs: dict[str, Any], opset: int) -> list[np.ndarray]:
+    dims = inputs[0].shape
+    start, end = attrs.get("start", 0), attrs.get("end", len(dims))
+    return [np.array(dims[start:end], dtype=np.int64)]
+
+
+def _reshape(inputs: Arrays, attrs: dict[str, Any], opset: int) -> list[np.ndarray]:
+    x, shape = inputs[0], [int(d) for d in inputs[1]]
+    if not attrs.get("allowzero", 0):  # 0 copies the input's dimension
+        shape = [x.shape[i] if d == 0 else d for i, d in enumerate(shape)]
+    return [x.reshape(shape)]
+
+
+def _flatten(inputs: Arrays, attrs: dict[str, Any], opset: int) -> list[np.ndarray]:
+    x = inputs[0]
+    axis = int(attrs.get("axis", 1))
+    axis = axis + x.ndim if axis < 0 else axis
+    return [x.reshape(math.prod(x.shape[:axis]), -1)]
+
+
+def _unsqueeze(inputs: Arrays, attrs: dict[str, Any], opset: int) -> list[np.ndarray]:
+    x = inputs[0]
+    axes = _axes(inputs, attrs, 1) or ()
+    rank = x.ndim + len(axes)
+    for axis in sorted(a % rank for a in axes):
+        x = np.expand_dims(x, axis)
+    return [x]
+
+
+def _squeeze(inputs: Arrays, attrs: dict[str, Any], opset: int) -> list[np.ndarray]:
+    axes = _axes(inputs, attrs, 1)
+    return [np.squeeze(inputs[0], axis=axes)]
+
+
+def _concat(inputs: Arrays, attrs: dict[str, Any], opset: int) -> list[np.ndarray]:
+    return [np.concatenate([x for x in inputs if x is not None], axis=int(attrs["axis"]))]
+
+
+def _slice(inputs: Arrays, attrs: dict[str, Any], opset: int) -> list[np.ndarray]:
+    x, starts, ends = inputs[0], inputs[1], inputs[2]
+    axes = inputs[3] if len(inputs) > 3 and inputs[3] is not None else range(len(starts))
+    steps = inputs[4] if len(inputs) > 4 and inputs[4] is not None else [1] * len(starts)
+    index = [slice(None)] * x.ndim
+    for start, end, axis, step in zip(starts, ends, axes, steps, strict=True):
+        index[int(axis)] = slice(int(start), int(end), int(step))  # numpy clamps like ONNX
+    return [x[tuple(index)]]
+
+
+def _gather(inputs: Arrays, attrs: dict[str, Any], opset: int) -> list[np.ndarray]:
+    return [np.take(inputs[0], inputs[1], axis=int(attrs.get("axis", 0)))]
+
+
+def _transpose(inputs: Arrays, attrs: dict[str, Any], opset: int) -> list[np.ndarray]:
+    perm = attrs.get("perm")
+    return [np.transpose(inputs[0], None if perm is None else tuple(perm))]
+
+
+def _softmax(inputs: Arrays, attrs: dict[str, Any], opset: int) -> list[np.ndarray]:
+    x, axis = inputs[0], int(attrs.get("axis", -1))
+    e = np.exp(x - x.max(axis=axis, keepdims=True))
+    return [(e / e.sum(axis=axis, keepdims=True)).astype(x.dtype, copy=False)]
+
+
+def _gemm(inputs: Arrays, attrs: dict[str, Any], opset: int) -> list[np.ndarray]:
+    a, b = inputs[0], inputs[1]
+    a = a.T if attrs.get("transA", 0) else a
+    b = b.T if attrs.get("transB", 0) else b
+    y = a @ b
+    alpha, beta = attrs.get("alpha", 1.0), attrs.get("beta", 1.0)
+    if alpha != 1.0:
+        y = y * np.float32(alpha)
+    if len(inputs) > 2 and inputs[2] is not None:
+        y = y + (inputs[2] if beta == 1.0 else np.float32(beta) * inputs[2])
+    return [y.astype(a.dtype, copy=False)]
+
+
+def _batch_norm(inputs: Arrays, attrs: dict[str, Any], opset: int) -> list[np.ndarray]:
+    x, scale, bias, mean, var = inputs[:5]
+    shape = (1, -1) + (1,) * (x.ndim - 2)
+    eps = np.float32(attrs.get("epsilon", 1e-5))
+    factor = (scale / np.sqrt(var + eps)).reshape(shape)
+    return [((x - mean.reshape(shape)) * factor + bias.reshape(shape)).astype(x.dtype)]
+
+
+def _quant_shape(param: np.ndarray, x: np.ndarray, axis: int) -> np.ndarray:
+    """A scale or zero point broadcastable against ``x``: scalar, or per ``axis``."""
+    if param.size == 1:
+        return param.reshape(())
+    shape = [1] * x.ndim
+    shape[axis % x.ndim] = param.size
+    return param.reshape(shape)
+
+
+def _int_range(dtype: np.dtype) -> tuple[int, int]:
+    info = np.iinfo(dtype)
+    return int(info.min), int(info.max)
+
+
+def quantize(x: np.ndarray, scale: np.ndarray, zero_point: np.ndarray | None, axis: int = 1):
+    """onnxruntime's QuantizeLinear: round(x / scale) half to even, + zero point, saturated."""
+    dtype = np.dtype(np.uint8) if zero_point is None else zero_point.dtype
+    low, high = _int_range(dtype)
+    scaled = x / _quant_shape(scale, x, axis).astype(np.float32)
+    zp = 0 if zero_point is None else _quant_shape(zero_point, x, axis).astype(np.float32)
+    return np.clip(np.rint(scaled) + zp, low, high).astype(dtype)
+
+
+def dequantize(x: np.ndarray, scale: np.ndarray, zero_point: np.ndarray | None, axis: int = 1):
+    """onnxruntime's DequantizeLinear: (x - zero point) * scale in float32."""
+    shifted = x.astype(np.int32)
+    if zero_point is not None:
+        shifted = shifted - _quant_shape(zero_point, x, axis).astype(np.int32)
+    return shifted.astype(np.float32) * _quant_shape(scale, x, axis).astype(np.float32)
+
+
+def _quantize_op(inputs: Arrays, attrs: dict[str, Any], opset: int) -> list[np.ndarray]:
+    zp = inputs[2] if len(inputs) > 2 else None
+    return [quantize(inputs[0], inputs[1], zp, int(attrs.get("axis", 1)))]
+
+
+def _dequantize_op(inputs: Arrays, attrs: dict[str, Any], opset: int) -> list[np.ndarray]:
+    zp = inputs[2] if len(inputs) > 2 else None
+    return [dequantize(inputs[0], inputs[1], zp, int(attrs.get("axis", 1)))]
+
+
+@dataclass(frozen=True)
+class ConvShape:
+    """A convolution's geometry: strides, dilations and (begin..., end...) pads per axis."""
+
+    strides: tuple[int, ...]
+    dilations: tuple[int, ...]
+    pads: tuple[int, ...]
+    group: int
+
+    @classmethod
+    def of(cls, attrs: dict[str, Any], spatial: int) -> ConvShape:
+        auto_pad = attrs.get("auto_pad", b"NOTSET")
+        if auto_pad not in (b"NOTSET", b"VALID"):
+            raise ValueError(f"auto_pad={auto_pad.decode()} is not supported")
+        return cls(
+            tuple(attrs.get("strides", [1] * spatial)),
+            tuple(attrs.get("dilations", [1] * spatial)),
+            tuple(attrs.get("pads", [0] * 2 * spatial)),
+            int(attrs.get("group", 1)),
+        )
+
+
+def _out_size(size: Sequence[int], kernel: Sequence[int], geometry: ConvShape) -> tuple:
+    """The spatial output size of a convolution or pool over an (already padded) input."""
+    out = tuple(
+        (n - (k - 1) * d - 1) // s + 1
+        for n, k, d, s in zip(size, kernel, geometry.dilations, geometry.strides, strict=True)
+    )
+    if min(out) < 1:
+        raise ValueError(f"input {tuple(size)} (padded) is smaller than the kernel {kernel}")
+    return out
+
+
+def _tap_slices(kernel: Sequence[int], geometry: ConvShape, out: Sequence[int]):
+    """Per kernel tap, the strided slices of the input that tap sees at every output."""
+    for tap in itertools.product(*(range(k) for k in kernel)):
+        yield tuple(
+            slice(t * d, t * d + s * (o - 1) + 1, s)
+            for t, d, s, o in zip(tap, geometry.dilations, geometry.strides, out, strict=True)
+        )
+
+
+def im2col(x: np.ndarray, kernel: Sequence[int], geometry: ConvShape) -> tuple[np.ndarray, tuple]:
+    """The receptive fields of a [N, C, *spatial] input (zero padded) as a
+    [C * taps, N * positions] matrix, and the output's spatial size. Built by one strided
+    slice copy per kernel tap, so rows are copied whole, never pixel by pixel."""
+    spatial = x.ndim - 2
+    pads = geometry.pads
+    if any(pads):
+        widths = [(0, 0), (0, 0)] + [(pads[i], pads[i + spatial]) for i in range(spatial)]
+        x = np.pad(x, widths)
+    n, c = x.shape[:2]
+    out = _out_size(x.shape[2:], kernel, geometry)
+    cols = np.empty((c, *kernel, n, *out), dtype=x.dtype)
+    channels_first = x.transpose(1, 0, *range(2, 2 + spatial))
+    taps = itertools.product(*(range(k) for k in kernel))
+    for tap, index in zip(taps, _tap_slices(kernel, geometry, out), strict=True):
+        cols[(slice(None), *tap)] = channels_first[(slice(None), slice(None), *index)]
+    return cols.reshape(c * math.prod(kernel), n * math.prod(out)), out
+
+
+def conv(x: np.ndarray, w: np.ndarray, geometry: ConvShape) -> np.ndarray:
+    """A convolution without bias: [N, C, *spatial] * [O, C / group, *kernel] -> [N, O, *out]."""
+    n, group = x.shape[0], geometry.group
+    per_in, per_out = x.shape[1] // group, w.shape[0] // group
+    outs = []
+    for g in range(group):
+        wg = w[g * per_out : (g + 1) * per_out]
+        cols, out = im2col(x[:, g * per_in : (g + 1) * per_in], wg.shape[2:], geometry)
+        outs.append((wg.reshape(per_out, -1) @ cols).reshape(per_out, n, *out))
+    y = outs[0] if group == 1 else np.concatenate(outs, axis=0)
+    return np.ascontiguousarray(np.moveaxis(y, 1, 0))
+
+
+def _bias_shape(y: np.ndarray) -> tuple[int, ...]:
+    return (1, -1) + (1,) * (y.ndim - 2)
+
+
+def _conv_op(inputs: Arrays, attrs: dict[str, Any], opset: int) -> list[np.ndarray]:
+    x, w = inputs[0], inputs[1]
+    y = conv(x, w.astype(x.dtype, copy=False), ConvShape.of(attrs, x.ndim - 2))
+    if len(inputs) > 2 and inputs[2] is not None:
+        y += inputs[2].reshape(_bias_shape(y)).astype(y.dtype)
+    return [y]
+
+
+def qlinear_conv(
+    x_q: np.ndarray,
+    x_scale: np.ndarray,
+    x_zp: np.ndarray,
+    w_q: np.ndarray,
+    w_scale: np.ndarray,
+    w_zp: np.ndarray | None,
+    bias_q: np.ndarray | None,
+    y_scale: np.ndarray,
+    y_zp: np.ndarray,
+    geometry: ConvShape,
+) -> np.ndarray:
+    """onnxruntime's QLinearConv on integer tensors: exact integer accumulation (+ int32
+    bias), requantised with the float32 multiplier ``x_scale * w_scale / y_scale``."""
+    x_int = x_q.astype(np.float32) - np.float32(x_zp.reshape(()))
+    w_int = w_q.astype(np.float32)
+    if w_zp is not None:
+        w_int -= _quant_shape(w_zp, w_q, 0).astype(np.float32)
+    taps = math.prod(w_q.shape[1:])
+    # float32 products and sums of integers are exact below 2**24; else use float64
+    exact32 = 255.0 * float(np.abs(w_int).max(initial=0)) * taps < 2**24
+    work = np.float32 if exact32 else np.float64
+    acc = conv(x_int.astype(work, copy=False), w_int.astype(work), geometry)
+    if bias_q is not None:
+        acc = acc.astype(np.float64) + bias_q.reshape(_bias_shape(acc)).astype(np.float64)
+    multiplier = np.float32(x_scale.reshape(())) * w_scale.astype(np.float32)
+    multiplier = (multiplier / np.float32(y_scale.reshape(()))).astype(np.float32)
+    multiplier = multiplier.reshape(_bias_shape(acc) if multiplier.size > 1 else ())
+    scaled = acc.astype(np.float32) * multiplier
+    low, high = _int_range(y_zp.dtype)
+    return np.clip(np.rint(scaled) + np.float32(y_zp.reshape(())), low, high).astype(y_zp.dtype)
+
+
+def _max_pool(inputs: Arrays, attrs: dict[str, Any], opset: int) -> list[np.ndarray]:
+    x = inputs[0]
+    spatial = x.ndim - 2
+    if attrs.get("ceil_mode", 0) or attrs.get("storage_order", 0):
+        raise ValueError("MaxPool with ceil_mode or storage_order is not supported")
+    kernel = tuple(attrs["kernel_shape"])
+    geometry = ConvShape.of({**attrs, "group": 1}, spatial)
+    pads = geometry.pads
+    if any(pads):
+        widths = [(0, 0), (0, 0)] + [(pads[i], pads[i + spatial]) for i in range(spatial)]
+        x = np.pad(x, widths, constant_values=-np.inf)
+    out = _out_size(x.shape[2:], kernel, geometry)
+    result = None
+    for index in _tap_slices(kernel, geometry, out):
+        view = x[(slice(None), slice(None), *index)]
+        result = view.copy() if result is None else np.maximum(result, view, out=result)
+    return [result]
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def _variadic(function: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> OpFunction:
+    def run(inputs: Arrays, attrs: dict[str, Any], opset: int) -> list[np.ndarray]:
+        out = inputs[0]
+        for x in inputs[1:]:
+            out = function(out, x)
+        return [out]
+
+    return run
+
+
+OPS: dict[str, OpFunction] = {
+    "Abs": _elementwise(np.abs),
+    "Add": _elementwise(np.add),
+    "BatchNormalization": _batch_norm,
+    "Cast": _cast,
+    "Concat": _concat,
+    "Conv": _conv_op,
+    "DequantizeLinear": _dequantize_op,
+    "Div": _div,
+    "Exp": _elementwise(np.exp),
+    "Flatten": _flatten,
+    "Gather": _gather,
+    "Gemm": _gemm,
+    "Identity": lambda inputs, attrs, opset: [inputs[0]],
+    "Log": _elementwise(np.log),
+    "MatMul": _elementwise(np.matmul),
+    "Max": _variadic(np.maximum),
+    "MaxPool": _max_pool,
+    "Min": _variadic(np.minimum),
+    "Mul": _elementwise(np.multiply),
+    "Neg": _elementwise(np.negative),
+    "Pow": _pow,
+    "QuantizeLinear": _quantize_op,
+    "ReduceMax": _reduce(np.max),
+    "ReduceMean": _reduce(np.mean),
+    "ReduceSum": _reduce(np.sum),
+    "Relu": _elementwise(lambda x: np.maximum(x, 0)),
+    "Reshape": _reshape,
+    "Shape": _shape,
+    "Sigmoid": _elementwise(_sigmoid),
+    "Slice": _slice,
+    "Softmax": _softmax,
+    "Sqrt": _elementwise(np.sqrt),
+    "Squeeze": _squeeze,
+    "Sub": _elementwise(np.subtract),
+    "Tanh": _elementwise(np.tanh),
+    "Transpose": _transpose,
+    "Unsqueeze": _unsqueeze,
+}
+
+
+# -- the session --------------------------------------------------------------------------------
+
+
+@dataclass
+class Step:
+    """One node to run: its function, input and output names, attributes."""
+
+    run: Callable[[Arrays], list[np.ndarray]]
+    inputs: list[str]
+    outputs: list[str]
+    release: list[str]  # intermediate tensors no later step needs
+
+
+class ModelMeta:
+    """onnxruntime's ``ModelMetadata`` subset: ``custom_metadata_map``."""
+
+    def __init__(self, metadata: dict[str, str]) -> None:
+        self.custom_metadata_map = dict(metadata)
+
+
+class NumpySession:
+    """An ONNX graph run by numpy, with onnxruntime's session interface (see module doc)."""
+
+    backend = "numpy"
+
+    def __init__(self, path: str | Path) -> None:
+        path = Path(path)
+        try:
+            model = read_model(path.read_bytes())
+        except (OSError, ValueError) as exc:
+            raise ModelError(f"{path}: not a loadable ONNX model ({exc})") from None
+        opset = model.opsets.get("", model.opsets.get("ai.onnx", 0))
+        if opset < MIN_OPSET:
+            raise ModelError(
+                f"{path}: opset {opset}; the numpy backend runs opset {MIN_OPSET} or later"
+            )
+        graph = model.graph
+        unsupported = sorted(
+            {f"{n.domain}.{n.op_type}" if n.domain not in ("", "ai.onnx") else n.op_type
+             for n in graph.nodes if n.domain not in ("", "ai.onnx") or n.op_type not in OPS}
+        )  # fmt: skip
+        if unsupported:
+            raise ModelError(
+                f"{path}: the numpy backend does not support the operator(s) "
+                f"{', '.join(unsupported)}; use backend='onnxruntime'"
+            )
+        self.path = path
+        self._inputs = graph.inputs
+        self._outputs = graph.outputs
+        self._meta = ModelMeta(model.metadata)
+        try:
+            self._constants, self._steps = _compile(graph.nodes, graph.initializers, graph, opset)
+        except (KeyError, ValueError, TypeError, IndexError) as exc:
+            raise ModelError(f"{path}: the numpy backend cannot run this graph ({exc})") from None
+
+    def get_inputs(self) -> list[Tensor]:
+        return list(self._inputs)
+
+    def get_outputs(self) -> list[Tensor]:
+        return list(self._outputs)
+
+    def get_modelmeta(self) -> ModelMeta:
+        return self._meta
+
+    def run(self, output_names: Sequence[str] | None, feeds: dict[str, np.ndarray]) -> list:
+        """The named outputs (None: all) for the given inputs, like onnxruntime's ``run``."""
+        missing = [t.name for t in self._inputs if t.name not in feeds]
+        if missing:
+            raise ValueError(f"missing input(s) {missing}")
+        values: dict[str, Any] = {**self._constants}
+        for tensor in self._inputs:
+            value = np.asarray(feeds[tensor.name])
+            want = DTYPES.get(tensor.elem_type)
+            if want is not None and value.dtype != want:
+                raise ValueError(f"input {tensor.name!r} is {value.dtype}, expected {want}")
+            values[tensor.name] = value
+        names = [t.name for t in self._outputs] if output_names is None else list(output_names)
+        with np.errstate(all="ignore"):  # inf/NaN propagate as in onnxruntime
+            for step in self._steps:
+                results = step.run([values[i] if i else None for i in step.inputs])
+                values.update(zip(step.outputs, results, strict=False))
+                for name in step.release:
+                    values.pop(name, None)
+        return [np.asarray(values[n]) for n in names]
+
+
+def _compile(
+    nodes: list[Node], initializers: dict[str, np.ndarray], graph: Any, opset: int
+) -> tuple[dict[str, np.ndarray], list[Step]]:
+    """Constants (initializers plus constant sub-graphs folded) and the steps to run per call."""
+    kept = {t.name for t in graph.outputs}
+    nodes = _fuse_qdq_convs(nodes, initializers, kept)
+    nodes = _live(nodes, kept)
+    constants = dict(initializers)
+    pending: list[tuple[Node, Callable[[Arrays], list[np.ndarray]]]] = []
+    known = set(constants) | {t.name for t in graph.inputs}
+    for node in nodes:
+        run = _bind(node, opset)
+        for name in node.inputs:
+            if name and name not in known:
+                raise ValueError(f"{node.op_type} {node.name!r} reads {name!r} before it is made")
+        known.update(node.outputs)
+        if all(not name or name in constants for name in node.inputs):
+            with np.errstate(all="ignore"):
+                results = run([constants[i] if i else None for i in node.inputs])
+            constants.update(zip(node.outputs, results, strict=False))
+        else:
+            pending.append((node, run))
+    last_use: dict[str, int] = {}
+    for index, (node, _) in enumerate(pending):
+        for name in node.inputs:
+            last_use[name] = index
+    steps = []
+    for index, (node, run) in enumerate(pending):
+        release = [
+            n for n in node.inputs
+            if n and last_use.get(n) == index and n not in constants and n not in kept
+        ]  # fmt: skip
+        steps.append(Step(run, node.inputs, node.outputs, release))
+    needed = {n for node, _ in pending for n in node.inputs} | kept
+    return {k: v for k, v in constants.items() if k in needed}, steps
+
+
+def _bind(node: Node, opset: int) -> Callable[[Arrays], list[np.ndarray]]:
+    """The node's op with its attributes bound; geometry errors surface at load."""
+    function, attrs = {**OPS, **OPS_INTERNAL}[node.op_type], node.attributes
+    if node.op_type in ("Conv", "MaxPool"):
+        ConvShape.of({**attrs, "group": attrs.get("group", 1)}, 1)  # refuses auto_pad at load
+    return lambda inputs: function(inputs, attrs, opset)
+
+
+def _live(nodes: list[Node], kept: set[str]) -> list[Node]:
+    """The nodes that contribute to the graph outputs, in order."""
+    needed, live = set(kept), []
+    for node in reversed(nodes):
+        if any(o in needed for o in node.outputs):
+            live.append(node)
+            needed.update(i for i in node.inputs if i)
+    return live[::-1]
+
+
+def _fuse_qdq_convs(nodes: list[Node], initializers: dict[str, np.ndarray], kept: set[str]):
+    """Replace each 2-D DequantizeLinear -> Conv -> QuantizeLinear group (activation and
+    int8 weight dequantised, one Q consumer) by a fused integer convolution node, as
+    onnxruntime's QDQ transformer does (it makes them QLinearConv)."""
+    producer = {o: n for n in nodes for o in n.outputs}
+    consumers: dict[str, list[Node]] = {}
+    for node in nodes:
+        for name in node.inputs:
+            consumers.setdefault(name, []).append(node)
+    replaced: dict[int, Node | None] = {}
+    for node in nodes:
+        group = _qdq_conv_group(node, producer, consumers, initializers, kept)
+        if group is None:
+            continue
+        dq_x, dq_w, dq_b, q = group
+        fused = Node(
+            "QDQConv",
+            "",
+            [dq_x.inputs[0], dq_x.inputs[1], dq_x.inputs[2], dq_w.inputs[0], dq_w.inputs[1],
+             dq_w.inputs[2] if len(dq_w.inputs) > 2 else "", dq_b.inputs[0] if dq_b else "",
+             q.inputs[1], q.inputs[2]],
+            list(q.outputs),
+            dict(node.attributes),
+            node.name,
+        )  # fmt: skip
+        replaced[id(node)] = fused
+        replaced[id(q)] = None
+    return [replaced.get(id(n), n) for n in nodes if replaced.get(id(n), n) is not None]
+
+
+def _qdq_conv_group(
+    node: Node,
+    producer: dict[str, Node],
+    consumers: dict[str, list[Node]],
+    initializers: dict[str, np.ndarray],
+    kept: set[str],
+) -> tuple[Node, Node, Node | None, Node] | None:
+    """(DQ of x, DQ of w, DQ of the bias or None, Q) when ``node`` is a fusable QDQ Conv:
+    2-D, int8/uint8 weights, int32 bias, scalar activation scales, one Q consumer."""
+    if node.op_type != "Conv" or len(node.inputs) < 2 or node.outputs[0] in kept:
+        return None
+    dq_x, dq_w = producer.get(node.inputs[0]), producer.get(node.inputs[1])
+    has_bias = len(node.inputs) > 2 and bool(node.inputs[2])
+    dq_b = producer.get(node.inputs[2]) if has_bias else None
+    users = consumers.get(node.outputs[0], [])
+    q = users[0] if len(users) == 1 and users[0].op_type == "QuantizeLinear" else None
+    if q is None or not _is_dq(dq_x) or not _is_dq(dq_w) or (has_bias and not _is_dq(dq_b)):
+        return None
+    w = initializers.get(dq_w.inputs[0])
+    if w is None or w.ndim != 4 or w.dtype not in (np.int8, np.uint8):
+        return None
+    if dq_b is not None and initializers.get(dq_b.inputs[0], np.zeros(0)).dtype != np.int32:
+        return None
+    params = [*dq_x.inputs[1:3], *q.inputs[1:3]]
+    if len(params) != 4 or any(initializers.get(p, np.zeros(2)).size != 1 for p in params):
+        return None
+    if initializers[q.inputs[2]].dtype != initializers[dq_x.inputs[2]].dtype:
+        return None
+    return dq_x, dq_w, dq_b, q
+
+
+def _is_dq(node: Node | None) -> bool:
+    return node is not None and node.op_type == "DequantizeLinear"
+
+
+def _qdq_conv_op(inputs: Arrays, attrs: dict[str, Any], opset: int) -> list[np.ndarray]:
+    x_q, x_scale, x_zp, w_q, w_scale, w_zp, bias_q, y_scale, y_zp = inputs
+    geometry = ConvShape.of(attrs, x_q.ndim - 2)
+    return [qlinear_conv(x_q, x_scale, x_zp, w_q, w_scale, w_zp, bias_q, y_scale, y_zp, geometry)]
+
+
+OPS_INTERNAL = {"QDQConv": _qdq_conv_op}
