@@ -34,6 +34,8 @@ from .errors import ModelError
 from .onnx_reader import DTYPES, Node, Tensor, read_model
 
 MIN_OPSET = 13
+EXACT = "__edgeser_exact__"  # set on float Conv/MatMul nodes whose rounding a Q node sees
+EXACT_BUDGET = 8_000_000  # largest K x outputs per clip summed in onnxruntime's order (~5 ms)
 Arrays = list[Any]  # inputs of an op: arrays, or None for an absent optional input
 OpFunction = Callable[[Arrays, dict[str, Any], int], list[np.ndarray]]
 
@@ -172,9 +174,10 @@ def _gemm(inputs: Arrays, attrs: dict[str, Any], opset: int) -> list[np.ndarray]
 def _batch_norm(inputs: Arrays, attrs: dict[str, Any], opset: int) -> list[np.ndarray]:
     x, scale, bias, mean, var = inputs[:5]
     shape = (1, -1) + (1,) * (x.ndim - 2)
-    eps = np.float32(attrs.get("epsilon", 1e-5))
-    factor = (scale / np.sqrt(var + eps)).reshape(shape)
-    return [((x - mean.reshape(shape)) * factor + bias.reshape(shape)).astype(x.dtype)]
+    # onnxruntime's order of operations: x * (scale / sqrt(var + eps)) + (B - mean * that)
+    factor = scale * (np.float32(1) / np.sqrt(var + np.float32(attrs.get("epsilon", 1e-5))))
+    offset = bias - mean * factor
+    return [(x * factor.reshape(shape) + offset.reshape(shape)).astype(x.dtype)]
 
 
 def _quant_shape(param: np.ndarray, x: np.ndarray, axis: int) -> np.ndarray:
@@ -279,15 +282,18 @@ def im2col(x: np.ndarray, kernel: Sequence[int], geometry: ConvShape) -> tuple[n
     return cols.reshape(c * math.prod(kernel), n * math.prod(out)), out
 
 
-def conv(x: np.ndarray, w: np.ndarray, geometry: ConvShape) -> np.ndarray:
-    """A convolution without bias: [N, C, *spatial] * [O, C / group, *kernel] -> [N, O, *out]."""
+def conv(x: np.ndarray, w: np.ndarray, geometry: ConvShape, product=np.matmul) -> np.ndarray:
+    """A convolution without bias: [N, C, *spatial] * [O, C / group, *kernel] -> [N, O, *out],
+    as im2col and one matrix ``product`` per group."""
     n, group = x.shape[0], geometry.group
+    if n > 1 and product is not np.matmul:  # one item at a time: the budget is per clip
+        return np.concatenate([conv(x[i : i + 1], w, geometry, product) for i in range(n)])
     per_in, per_out = x.shape[1] // group, w.shape[0] // group
     outs = []
     for g in range(group):
         wg = w[g * per_out : (g + 1) * per_out]
         cols, out = im2col(x[:, g * per_in : (g + 1) * per_in], wg.shape[2:], geometry)
-        outs.append((wg.reshape(per_out, -1) @ cols).reshape(per_out, n, *out))
+        outs.append(product(wg.reshape(per_out, -1), cols).reshape(per_out, n, *out))
     y = outs[0] if group == 1 else np.concatenate(outs, axis=0)
     return np.ascontiguousarray(np.moveaxis(y, 1, 0))
 
@@ -296,9 +302,29 @@ def _bias_shape(y: np.ndarray) -> tuple[int, ...]:
     return (1, -1) + (1,) * (y.ndim - 2)
 
 
+def mlas_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """float32 ``a @ b`` summed the way onnxruntime's x86 SGEMM kernels sum: one fused
+    multiply-add per k, in order, so that results are bitwise onnxruntime's. It costs K numpy
+    passes, so it is used only where rounding matters (before a QuantizeLinear) and the
+    product is small; elsewhere BLAS is within float rounding."""
+    work = a.shape[-2] * a.shape[-1] * b.shape[-1]  # per matrix of a batch
+    if a.dtype != np.float32 or b.dtype != np.float32 or work > EXACT_BUDGET:
+        return np.matmul(a, b)
+    shape = (*np.broadcast_shapes(a.shape[:-2], b.shape[:-2]), a.shape[-2], b.shape[-1])
+    acc = np.zeros(shape, dtype=np.float32)
+    wide = np.empty(shape, dtype=np.float64)
+    for k in range(a.shape[-1]):
+        # float32 x float32 is exact in float64: one rounding per step, as an FMA
+        np.multiply(a[..., :, k, None], b[..., None, k, :], out=wide, dtype=np.float64)
+        wide += acc
+        acc[...] = wide
+    return acc
+
+
 def _conv_op(inputs: Arrays, attrs: dict[str, Any], opset: int) -> list[np.ndarray]:
     x, w = inputs[0], inputs[1]
-    y = conv(x, w.astype(x.dtype, copy=False), ConvShape.of(attrs, x.ndim - 2))
+    product = mlas_matmul if attrs.get(EXACT) else np.matmul
+    y = conv(x, w.astype(x.dtype, copy=False), ConvShape.of(attrs, x.ndim - 2), product)
     if len(inputs) > 2 and inputs[2] is not None:
         y += inputs[2].reshape(_bias_shape(y)).astype(y.dtype)
     return [y]
@@ -356,6 +382,39 @@ def _max_pool(inputs: Arrays, attrs: dict[str, Any], opset: int) -> list[np.ndar
     return [result]
 
 
+def _matmul(inputs: Arrays, attrs: dict[str, Any], opset: int) -> list[np.ndarray]:
+    product = mlas_matmul if attrs.get(EXACT) else np.matmul
+    return [product(inputs[0], inputs[1])]
+
+
+def eigen_log(v: np.ndarray) -> np.ndarray:
+    """float32 natural log computed as onnxruntime's Eigen computes it (frexp, a rational
+    approximation of log(1 + x) on [sqrt(0.5) - 1, sqrt(2) - 1], separate multiply and add),
+    bitwise equal on x86; numpy's own log differs in the last bit for ~1/6 of inputs."""
+    f32 = np.float32
+    x, e = np.frexp(v)
+    x, e = x.astype(f32), e.astype(f32)
+    low = x < f32(0.707106781186547524)
+    e -= low.astype(f32)
+    x = (x - f32(1)) + np.where(low, x, f32(0))
+    p = np.full_like(x, f32(0.18256296349849254))
+    for c in (1.0000000190281063, 1.0000000190281136):
+        p = p * x + f32(c)
+    q = np.full_like(x, f32(0.049616247954120038))
+    for c in (0.59923249590823520, 1.4999999999999927, 1.0):
+        q = q * x + f32(c)
+    y = e * f32(0.693147180559945309) + (x * p) / q
+    # log(0) = -inf, log(inf) = inf, log(< 0) and log(NaN) = NaN
+    y = np.where(v == 0, f32(-np.inf), y)
+    y = np.where(np.isposinf(v), f32(np.inf), y)
+    return np.where((v < 0) | np.isnan(v), f32(np.nan), y).astype(f32)
+
+
+def _log(inputs: Arrays, attrs: dict[str, Any], opset: int) -> list[np.ndarray]:
+    x = inputs[0]
+    return [eigen_log(x) if x.dtype == np.float32 else np.log(x)]
+
+
 def _sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-x))
 
@@ -384,8 +443,8 @@ OPS: dict[str, OpFunction] = {
     "Gather": _gather,
     "Gemm": _gemm,
     "Identity": lambda inputs, attrs, opset: [inputs[0]],
-    "Log": _elementwise(np.log),
-    "MatMul": _elementwise(np.matmul),
+    "Log": _log,
+    "MatMul": _matmul,
     "Max": _variadic(np.maximum),
     "MaxPool": _max_pool,
     "Min": _variadic(np.minimum),
@@ -504,6 +563,7 @@ def _compile(
     kept = {t.name for t in graph.outputs}
     nodes = _fuse_qdq_convs(nodes, initializers, kept)
     nodes = _live(nodes, kept)
+    _mark_before_quantize(nodes)
     constants = dict(initializers)
     pending: list[tuple[Node, Callable[[Arrays], list[np.ndarray]]]] = []
     known = set(constants) | {t.name for t in graph.inputs}
@@ -540,6 +600,23 @@ def _bind(node: Node, opset: int) -> Callable[[Arrays], list[np.ndarray]]:
     if node.op_type in ("Conv", "MaxPool"):
         ConvShape.of({**attrs, "group": attrs.get("group", 1)}, 1)  # refuses auto_pad at load
     return lambda inputs: function(inputs, attrs, opset)
+
+
+def _mark_before_quantize(nodes: list[Node]) -> None:
+    """Flag the Conv and MatMul nodes a QuantizeLinear depends on: their float rounding can
+    move a value across a rounding boundary of the int8 grid, so they sum in onnxruntime's
+    order (``mlas_matmul``)."""
+    producer = {o: n for n in nodes for o in n.outputs}
+    stack = [n for n in nodes if n.op_type == "QuantizeLinear"]
+    seen: set[int] = set()
+    while stack:
+        node = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if node.op_type in ("Conv", "MatMul"):
+            node.attributes[EXACT] = True
+        stack.extend(producer[i] for i in node.inputs if i in producer)
 
 
 def _live(nodes: list[Node], kept: set[str]) -> list[Node]:
