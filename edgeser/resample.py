@@ -106,8 +106,8 @@ class PolyphaseResampler:
         return self._emit(max(ready, self._done))
 
     def flush(self) -> np.ndarray:
-        """The remaining samples: ceil(samples in * up / down) in all."""
-        total = -(-self._received * self.up // self.down)
+        """The remaining samples: samples in * up / down, rounded half up, in all (as soxr)."""
+        total = (2 * self._received * self.up + self.down) // (2 * self.down)
         self._buffer = np.concatenate([self._buffer, np.zeros(self.taps + self.down + 1)])
         return self._emit(max(total, self._done))
 
