@@ -200,14 +200,12 @@ def section(results: dict[str, Any], command: str) -> list[str]:
         "|numpy - soxr|.",
         "",
         *table(SPEECH_HEADER, by_rate),
-        "",
         f"`score_file` of the example, every window (no VAD): largest A/D/V difference {windows}.",
         "",
         "Tones above the new Nyquist frequency (from 48 kHz; level after resampling, dB re "
         "input; these would alias):",
         "",
         *table(["tone", "numpy dB", "soxr dB"], tones),
-        "",
         f"CPU per second of 48 kHz audio: numpy {cpu['numpy_whole']:.2f} ms whole, "
         f"{cpu['numpy_blocks']:.2f} ms in 50 ms blocks; soxr {cpu['soxr_whole']:.2f} / "
         f"{cpu['soxr_blocks']:.2f} ms.",
