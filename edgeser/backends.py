@@ -4,6 +4,7 @@ with the same small interface (``Session``)."""
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from collections.abc import Sequence
@@ -16,7 +17,7 @@ BACKENDS = (ONNXRUNTIME, NUMPY)
 ENV_BACKEND = "EDGESER_BACKEND"  # onnxruntime, numpy, or auto / unset: onnxruntime if importable
 
 log = logging.getLogger("edgeser")
-_onnxruntime_error: list[str] = []  # why onnxruntime could not be imported, once known
+_announced: set[str] = set()  # automatic choices already logged in this process
 
 
 class Session(Protocol):
@@ -31,34 +32,31 @@ class Session(Protocol):
     def run(self, output_names: Sequence[str] | None, feeds: dict[str, Any]) -> list[Any]: ...
 
 
+@functools.cache
 def onnxruntime_import_error() -> str | None:
     """None when onnxruntime imports, else the import error's message (tried once)."""
-    if not _onnxruntime_error:
-        try:
-            import onnxruntime  # noqa: F401
-        except ImportError as exc:
-            _onnxruntime_error.append(str(exc) or type(exc).__name__)
-        else:
-            _onnxruntime_error.append("")
-    return _onnxruntime_error[0] or None
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError as exc:
+        return str(exc) or type(exc).__name__
+    return None
 
 
 def resolve_backend(backend: str | None = None) -> str:
     """The backend to use: ``backend`` if given, else ``$EDGESER_BACKEND``, else onnxruntime
-    when it imports and numpy otherwise (saying so in one log line). ConfigError for an
-    unknown name, or onnxruntime asked for where it cannot be imported."""
-    name = backend if backend is not None else os.environ.get(ENV_BACKEND, "")
-    name = name.strip().lower()
+    when it imports and numpy otherwise (saying so in one log line per process). ConfigError
+    for an unknown name, or onnxruntime asked for where it cannot be imported."""
+    name = (backend if backend is not None else os.environ.get(ENV_BACKEND, "")).strip().lower()
+    error = onnxruntime_import_error() if name in ("", "auto", ONNXRUNTIME) else None
     if name in ("", "auto"):
-        error = onnxruntime_import_error()
         if error is None:
             return ONNXRUNTIME
-        if len(_onnxruntime_error) == 1:  # the first automatic choice in this process
-            _onnxruntime_error.append("announced")
+        if NUMPY not in _announced:
+            _announced.add(NUMPY)
             log.warning("onnxruntime is not importable (%s); using the numpy backend", error)
         return NUMPY
     if name not in BACKENDS:
         raise ConfigError(f"backend must be one of {', '.join(BACKENDS)} or auto, got {name!r}")
-    if name == ONNXRUNTIME and (error := onnxruntime_import_error()) is not None:
+    if error is not None:
         raise ConfigError(f"backend 'onnxruntime' is not importable ({error}); use 'numpy'")
     return name

@@ -60,9 +60,15 @@ with edgeser.Stream(model, edgeser.BlockSource(np.array_split(np.repeat(
         edgeser.audio.read_audio(sys.argv[2]), 3), 40), 48_000)) as stream:
     readings = list(stream)
 main(["score", "--model", sys.argv[1], sys.argv[2]])
+try:
+    edgeser.load(sys.argv[1], backend="onnxruntime")
+    refused = ""
+except edgeser.ConfigError as exc:
+    refused = str(exc)
 roots = {name.split(".")[0] for name in sys.modules if sys.modules[name] is not None}
 print(json.dumps({"backends": [model.backend, again.backend], "adv": reading.adv,
-                  "windows": len(windows), "readings": len(readings), "roots": sorted(roots)}))
+                  "refused": refused, "windows": len(windows), "readings": len(readings),
+                  "roots": sorted(roots)}))
 """
 
 
@@ -82,6 +88,7 @@ def test_without_onnxruntime_and_soxr_the_numpy_backend_and_resampler_take_over(
     assert report["backends"] == ["numpy", "numpy"]
     assert all(0.0 < v < 1.0 for v in report["adv"])
     assert report["windows"] > 1 and report["readings"] > 1
+    assert report["refused"].startswith("backend 'onnxruntime' is not importable")
     heavy = {"onnxruntime", "onnx", "google", "soxr", *FORBIDDEN}
     assert sorted(heavy & set(report["roots"])) == []
     logged = [line for line in run.stderr.splitlines() if line.startswith("LOG ")]
