@@ -281,8 +281,10 @@ def _tensor(buf: memoryview) -> tuple[str, np.ndarray]:
             typed.setdefault(4, []).append(_fixed_array(value, "<f4"))
         elif number == 10:
             typed.setdefault(10, []).append(_fixed_array(value, "<f8"))
-        elif number in (5, 7, 11):
-            typed.setdefault(number, []).append(np.array(_packed_varints(wire, value)))
+        elif number in (5, 7, 11):  # int64 even where numpy's default int is 32-bit
+            typed.setdefault(number, []).append(
+                np.array(_packed_varints(wire, value), dtype=np.int64)
+            )
         elif number == 14 and value == 1:
             raise ValueError(f"tensor {name or '?'}: external data is not supported")
         elif number == 6:
