@@ -350,17 +350,21 @@ def qlinear_conv(
         w_int -= _quant_shape(w_zp, w_q, 0).astype(np.float32)
     taps = math.prod(w_q.shape[1:])
     # float32 products and sums of integers are exact below 2**24; else use float64
-    exact32 = 255.0 * float(np.abs(w_int).max(initial=0)) * taps < 2**24
-    work = np.float32 if exact32 else np.float64
+    bound = 255.0 * float(np.abs(w_int).max(initial=0)) * taps
+    bound += 0.0 if bias_q is None else float(np.abs(bias_q).max(initial=0))
+    work = np.float32 if bound < 2**24 else np.float64
     acc = conv(x_int.astype(work, copy=False), w_int.astype(work), geometry)
     if bias_q is not None:
-        acc = acc.astype(np.float64) + bias_q.reshape(_bias_shape(acc)).astype(np.float64)
+        acc += bias_q.reshape(_bias_shape(acc)).astype(work)
     multiplier = np.float32(x_scale.reshape(())) * w_scale.astype(np.float32)
     multiplier = (multiplier / np.float32(y_scale.reshape(()))).astype(np.float32)
     multiplier = multiplier.reshape(_bias_shape(acc) if multiplier.size > 1 else ())
-    scaled = acc.astype(np.float32) * multiplier
+    scaled = acc.astype(np.float32, copy=False)  # onnxruntime: float(int32 accumulator)
+    scaled *= multiplier
+    np.rint(scaled, out=scaled)
+    scaled += np.float32(y_zp.reshape(()))
     low, high = _int_range(y_zp.dtype)
-    return np.clip(np.rint(scaled) + np.float32(y_zp.reshape(())), low, high).astype(y_zp.dtype)
+    return np.clip(scaled, low, high, out=scaled).astype(y_zp.dtype)
 
 
 def _max_pool(inputs: Arrays, attrs: dict[str, Any], opset: int) -> list[np.ndarray]:
