@@ -27,6 +27,8 @@ from .onnx_reader import DTYPES
 
 EXACT = "__edgeser_exact__"  # set on float Conv/MatMul nodes whose rounding a Q node sees
 EXACT_BUDGET = 8_000_000  # largest K x outputs per clip summed in onnxruntime's order (~5 ms)
+SGEMM_STRIDE_K = 128  # onnxruntime's SGEMM sums K in blocks of this many
+EIGEN_PACKET = 4  # floats per SIMD packet of onnxruntime's Eigen (SSE)
 Arrays = list[Any]  # inputs of an op: arrays, or None for an absent optional input
 OpFunction = Callable[[Arrays, dict[str, Any], int], list[np.ndarray]]
 
@@ -294,22 +296,26 @@ def _bias_shape(y: np.ndarray) -> tuple[int, ...]:
 
 
 def mlas_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """float32 ``a @ b`` summed the way onnxruntime's x86 SGEMM kernels sum: one fused
-    multiply-add per k, in order, so that results are bitwise onnxruntime's. It costs K numpy
-    passes, so it is used only where rounding matters (before a QuantizeLinear) and the
-    product is small; elsewhere BLAS is within float rounding."""
+    """float32 ``a @ b`` summed the way onnxruntime's x86 SGEMM kernels sum: K in blocks of
+    128, each summed from zero with one fused multiply-add per k, in order, then added to the
+    result; bitwise onnxruntime's. It costs K numpy passes, so it is used only where rounding
+    matters (before a QuantizeLinear) and the product is small; elsewhere BLAS is within
+    float rounding."""
     work = a.shape[-2] * a.shape[-1] * b.shape[-1]  # per matrix of a batch
     if a.dtype != np.float32 or b.dtype != np.float32 or work > EXACT_BUDGET:
         return np.matmul(a, b)
     shape = (*np.broadcast_shapes(a.shape[:-2], b.shape[:-2]), a.shape[-2], b.shape[-1])
-    acc = np.zeros(shape, dtype=np.float32)
+    result = None
     wide = np.empty(shape, dtype=np.float64)
-    for k in range(a.shape[-1]):
-        # float32 x float32 is exact in float64: one rounding per step, as an FMA
-        np.multiply(a[..., :, k, None], b[..., None, k, :], out=wide, dtype=np.float64)
-        wide += acc
-        acc[...] = wide
-    return acc
+    for start in range(0, a.shape[-1], SGEMM_STRIDE_K):
+        acc = np.zeros(shape, dtype=np.float32)
+        for k in range(start, min(start + SGEMM_STRIDE_K, a.shape[-1])):
+            # float32 x float32 is exact in float64: one rounding per step, as an FMA
+            np.multiply(a[..., :, k, None], b[..., None, k, :], out=wide, dtype=np.float64)
+            wide += acc
+            acc[...] = wide
+        result = acc if result is None else result + acc
+    return result
 
 
 def _conv_op(inputs: Arrays, attrs: dict[str, Any], opset: int) -> list[np.ndarray]:
@@ -383,9 +389,10 @@ def _matmul(inputs: Arrays, attrs: dict[str, Any], opset: int) -> list[np.ndarra
 
 
 def eigen_log(v: np.ndarray) -> np.ndarray:
-    """float32 natural log computed as onnxruntime's Eigen computes it (frexp, a rational
-    approximation of log(1 + x) on [sqrt(0.5) - 1, sqrt(2) - 1], separate multiply and add),
-    bitwise equal on x86; numpy's own log differs in the last bit for ~1/6 of inputs."""
+    """float32 natural log computed as onnxruntime's Eigen computes it: packets of 4 with
+    frexp, a rational approximation of log(1 + x) on [sqrt(0.5) - 1, sqrt(2) - 1] and separate
+    multiply and add, the rest by the scalar log. Bitwise equal on x86 but for the rare last
+    bit of a scalar tail value; numpy's own log differs in the last bit for ~1/6 of inputs."""
     f32 = np.float32
     x, e = np.frexp(v)
     x, e = x.astype(f32), e.astype(f32)
@@ -402,7 +409,13 @@ def eigen_log(v: np.ndarray) -> np.ndarray:
     # log(0) = -inf, log(inf) = inf, log(< 0) and log(NaN) = NaN
     y = np.where(v == 0, f32(-np.inf), y)
     y = np.where(np.isposinf(v), f32(np.inf), y)
-    return np.where((v < 0) | np.isnan(v), f32(np.nan), y).astype(f32)
+    y = np.where((v < 0) | np.isnan(v), f32(np.nan), y).astype(f32)
+    tail = v.size % EIGEN_PACKET  # Eigen leaves these to the C library's scalar logf
+    if tail:
+        flat = y.reshape(-1)
+        with np.errstate(all="ignore"):
+            flat[-tail:] = np.log(v.reshape(-1)[-tail:].astype(np.float64)).astype(f32)
+    return y
 
 
 def _log(inputs: Arrays, attrs: dict[str, Any], opset: int) -> list[np.ndarray]:

@@ -3,6 +3,7 @@ it cannot run, and parity with onnxruntime on the bundled model and the test mod
 
 from __future__ import annotations
 
+import platform
 from pathlib import Path
 
 import numpy as np
@@ -182,6 +183,76 @@ def test_per_channel_dequantize_and_operators_match_onnxruntime(tmp_path):
     for a, b in zip(NumpySession(path).run(outputs, x), expected, strict=True):
         assert a.shape == b.shape
         np.testing.assert_allclose(a, b, atol=1e-5, rtol=1e-5)
+
+
+X86 = pytest.mark.skipif(
+    platform.machine().lower() not in ("x86_64", "amd64"),
+    reason="bitwise agreement is with onnxruntime's x86 kernels",
+)
+
+
+@X86
+def test_log_is_bitwise_onnxruntimes(tmp_path):
+    path = save(
+        tmp_path, [helper.make_node("Log", ["x"], ["y"])],
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None])],
+    )  # fmt: skip
+    rng = np.random.default_rng(2)
+    x = np.concatenate(
+        [np.logspace(-38, 38, 20_000), rng.uniform(0, 3, 20_000), [0.0, 1.0, np.inf, -1.0]]
+    ).astype(np.float32)
+    expected = ort_session(path).run(None, {"x": x})[0]
+    got = NumpySession(path).run(None, {"x": x})[0]
+    np.testing.assert_array_equal(got, expected)  # NaN == NaN here
+
+
+@X86
+def test_products_before_a_quantiser_are_bitwise_onnxruntimes(tmp_path):
+    """A MatMul and a Conv feeding a QuantizeLinear sum in onnxruntime's order: equal bits,
+    so no value lands on the other side of an int8 rounding boundary."""
+    rng = np.random.default_rng(3)
+    inits = [
+        numpy_helper.from_array(rng.standard_normal((26, 33)).astype(np.float32), "m"),
+        numpy_helper.from_array(rng.standard_normal((8, 26, 5)).astype(np.float32), "w"),
+        numpy_helper.from_array(np.array(0.01, np.float32), "scale"),
+        numpy_helper.from_array(np.array(0, np.int8), "zp"),
+    ]
+    nodes = [
+        helper.make_node("MatMul", ["m", "x"], ["p"]),
+        helper.make_node("Conv", ["p", "w"], ["c"], kernel_shape=[5], strides=[2]),
+        helper.make_node("QuantizeLinear", ["c", "scale", "zp"], ["q"]),
+    ]
+    path = save(
+        tmp_path, nodes, [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 33, 700])],
+        [helper.make_tensor_value_info("p", TensorProto.FLOAT, [1, 26, 700]),
+         helper.make_tensor_value_info("c", TensorProto.FLOAT, [1, 8, 348]),
+         helper.make_tensor_value_info("q", TensorProto.INT8, [1, 8, 348])], inits,
+    )  # fmt: skip
+    x = {"x": rng.standard_normal((1, 33, 700)).astype(np.float32)}
+    for a, b in zip(NumpySession(path).run(None, x), ort_session(path).run(None, x), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+@X86
+def test_bundled_models_front_end_quantises_to_onnxruntimes_integers(tmp_path):
+    """The float front-end of the bundled int8 model (DFT, mel, log, BatchNorm) up to its
+    first QuantizeLinear gives onnxruntime's bits, and so its integers, on every window."""
+    model = onnx.load(DEFAULT_MODEL)
+    first_q = next(n for n in model.graph.node if n.op_type == "QuantizeLinear")
+    model.graph.output.extend(
+        [
+            helper.make_tensor_value_info(first_q.input[0], TensorProto.FLOAT, None),
+            helper.make_tensor_value_info(first_q.output[0], TensorProto.INT8, None),
+        ]
+    )
+    path = tmp_path / "front.onnx"
+    onnx.save(model, str(path))
+    fast, ours = ort_session(path), NumpySession(path)
+    for window in windows(read_audio(SPEECH_WAV), hop=4_000):
+        feed = {"signal": window[None]}
+        for a, b in zip(ours.run(None, feed)[-2:], fast.run(None, feed)[-2:], strict=True):
+            np.testing.assert_array_equal(a, b)
 
 
 def test_unsupported_operators_are_named_in_a_model_error(tmp_path):
