@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -32,9 +33,32 @@ def write_all(results: dict[str, Any], out_dir: Path) -> list[Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = [out_dir / "results.json", out_dir / "RESULTS.md", out_dir / "latency.png"]
     paths[0].write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
-    paths[1].write_text(markdown(results))
+    kept = _sections(paths[1].read_text()) if paths[1].is_file() else {}
+    paths[1].write_text(markdown(results) + "".join(kept.values()))
     plot_latency(results, paths[2])
     return paths
+
+
+SECTION = re.compile(r"\n<!-- section: (?P<name>[\w.-]+) -->\n.*?\n<!-- /section -->\n", re.S)
+
+
+def _sections(text: str) -> dict[str, str]:
+    """The sections of RESULTS.md that focused benchmarks (``python -m benchmarks.backends``,
+    ...) maintain, by name: a full run keeps them."""
+    return {m["name"]: m[0] for m in SECTION.finditer(text)}
+
+
+def update_section(path: Path, name: str, lines: list[str]) -> None:
+    """Replace (or append) the section ``name`` of the markdown file at ``path``."""
+    text = path.read_text() if path.is_file() else ""
+    block = f"\n<!-- section: {name} -->\n" + "\n".join(lines).strip("\n") + "\n<!-- /section -->\n"
+    old = _sections(text).get(name)
+    path.write_text(text.replace(old, block) if old else text.rstrip("\n") + "\n" + block)
+
+
+def table(header: list[str], rows: list[list[Any]]) -> list[str]:
+    """A markdown table (for the focused benchmarks' sections)."""
+    return _table(header, rows)
 
 
 def markdown(results: dict[str, Any]) -> str:

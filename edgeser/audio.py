@@ -10,12 +10,12 @@ from typing import Any
 
 import numpy as np
 import soundfile as sf
-import soxr
 
 from .contract import SAMPLE_RATE
 from .errors import AudioError, AudioFileError
 from .headers import declared_frames
 from .levels import no_signal_reason
+from .resample import resample, resample_stream
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif", ".opus")
 MAX_CHANNELS = 2  # mono or stereo; multichannel arrays are ambiguous and rejected
@@ -28,7 +28,7 @@ def to_mono_float32(signal: np.ndarray, sampling_rate: int) -> np.ndarray:
     sampling_rate = check_rate(sampling_rate)
     x = as_mono_float32(signal)
     if sampling_rate != SAMPLE_RATE:
-        x = soxr.resample(x, sampling_rate, SAMPLE_RATE, quality="HQ").astype(np.float32)
+        x = resample(x, sampling_rate, SAMPLE_RATE)
     return np.ascontiguousarray(x, dtype=np.float32)
 
 
@@ -144,7 +144,8 @@ def too_short(n_samples: int, min_samples: int) -> str:
 
 class StreamingResampler:
     """Resamples consecutive blocks of mono float32 audio to 16 kHz as if they were one signal
-    (soxr's stream gives the same samples as a one-shot resample); a pass-through at 16 kHz."""
+    (soxr's stream, or the numpy fallback's, gives the same samples as a one-shot resample);
+    a pass-through at 16 kHz."""
 
     def __init__(self, rate: int) -> None:
         self.rate = check_rate(rate)
@@ -152,21 +153,17 @@ class StreamingResampler:
 
     def reset(self) -> None:
         """Start a new signal (after a gap)."""
-        self._soxr = (
-            None
-            if self.rate == SAMPLE_RATE
-            else soxr.ResampleStream(self.rate, SAMPLE_RATE, 1, dtype="float32", quality="HQ")
-        )
+        self._stream = None if self.rate == SAMPLE_RATE else resample_stream(self.rate, SAMPLE_RATE)
 
     def process(self, x: np.ndarray) -> np.ndarray:
         """The 16 kHz samples this block yields (some may come with the next block)."""
-        return x if self._soxr is None else self._soxr.resample_chunk(x)
+        return x if self._stream is None else self._stream.process(x)
 
     def flush(self) -> np.ndarray:
         """The last samples, at the end of the signal."""
-        if self._soxr is None:
+        if self._stream is None:
             return np.zeros(0, dtype=np.float32)
-        return self._soxr.resample_chunk(np.zeros(0, dtype=np.float32), last=True)
+        return self._stream.flush()
 
 
 def _as_float(signal: np.ndarray, pcm: tuple[float, float] | None) -> np.ndarray:

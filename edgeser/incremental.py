@@ -31,8 +31,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
 
+from .backends import Session
 from .contract import MAX_WINDOW_S, OUTPUT_ADV, OUTPUT_EMBEDDING, SAMPLE_RATE
 from .errors import ModelError
 from .levels import at_model_level
@@ -94,9 +94,9 @@ class StreamSpec:
 
 
 class IncrementalGraph:
-    """An incremental graph in an onnxruntime session, with its spec and state shapes."""
+    """An incremental graph in an onnxruntime or numpy session, with its spec and state shapes."""
 
-    def __init__(self, session: ort.InferenceSession, path: Path, spec: StreamSpec) -> None:
+    def __init__(self, session: Session, path: Path, spec: StreamSpec) -> None:
         self.session = session
         self.path = path
         self.spec = spec
@@ -111,7 +111,7 @@ class IncrementalGraph:
 
     @classmethod
     def beside(
-        cls, model_path: Path, open_session: Callable[[Path], ort.InferenceSession]
+        cls, model_path: Path, open_session: Callable[[Path], Session]
     ) -> IncrementalGraph | None:
         """The graph at ``<stem>.stream.onnx`` beside ``model_path``, or None if there is none.
         ModelError when it exists but is broken or belongs to another model file."""

@@ -7,7 +7,6 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
 
 from . import limits
 from .audio import (
@@ -22,6 +21,7 @@ from .audio import (
     samples_first,
     to_mono_float32,
 )
+from .backends import ONNXRUNTIME, Session, resolve_backend
 from .contract import (
     INPUT_NAME,
     OUTPUT_ADV,
@@ -33,6 +33,7 @@ from .contract import (
 from .errors import AudioError, AudioFileError, ConfigError, ModelError
 from .incremental import IncrementalGraph, IncrementalScorer
 from .levels import at_model_level
+from .numpy_backend import NumpySession
 from .readings import FileScore, Reading, aggregate
 from .scoring import Scorer, WindowScorer
 from .vad import NoiseFloorVad, VoiceGate
@@ -45,11 +46,13 @@ WHOLE_CLIP_WINDOWS = 4
 
 
 class Model:
-    """An edgeser model in an onnxruntime CPU session: ``predict`` a clip, ``score_file`` a file,
-    or hand its ``scorer`` to a ``Stream``. Build it with ``edgeser.load``."""
+    """An edgeser model in an onnxruntime CPU session (or a numpy one, ``backend``):
+    ``predict`` a clip, ``score_file`` a file, or hand its ``scorer`` to a ``Stream``.
+    Build it with ``edgeser.load``."""
 
-    def __init__(self, session: ort.InferenceSession, path: Path, info: ModelInfo) -> None:
+    def __init__(self, session: Session, path: Path, info: ModelInfo) -> None:
         self._session = session
+        self.backend: str = getattr(session, "backend", ONNXRUNTIME)
         self.path = path
         self.info = info
         # The streaming-native graph beside the model file, if it ships one (``load`` sets it).
@@ -213,11 +216,17 @@ class Model:
         return Reading(start_s, end_s, *map(float, adv), voiced=True, embedding=embedding)
 
 
-def load(path: str | os.PathLike[str] | None = None, threads: int = 1) -> Model:
+def load(
+    path: str | os.PathLike[str] | None = None, threads: int = 1, backend: str | None = None
+) -> Model:
     """Load an edgeser ONNX model (default: the bundled one) for scoring on ``threads`` CPU
-    threads (1 suits a Raspberry Pi). Raises ModelError for a missing file, a file that is not
-    ONNX, or a model that does not follow the contract in ``edgeser.contract``."""
+    threads (1 suits a Raspberry Pi). ``backend``: "onnxruntime", "numpy" (numpy only, no
+    compiled dependency; ``threads`` is then numpy's BLAS's business), or None for
+    ``$EDGESER_BACKEND`` or else onnxruntime if it imports, numpy if not (see
+    ``edgeser.backends``). Raises ModelError for a missing file, a file that is not ONNX, or
+    a model that does not follow the contract in ``edgeser.contract``."""
     limits.THREADS.check("threads", threads)
+    backend = resolve_backend(backend)
     if path is None:
         if not DEFAULT_MODEL.exists():
             raise ModelError(
@@ -229,16 +238,21 @@ def load(path: str | os.PathLike[str] | None = None, threads: int = 1) -> Model:
     path = Path(path)
     if not path.is_file():
         raise ModelError(f"{path}: no such model file")
-    session = _open_session(path, threads)
+    session = _open_session(path, threads, backend)
     info = _check_contract(session, path)
     model = Model(session, path, info)
     model._self_test()
-    model.incremental = IncrementalGraph.beside(path, lambda p: _open_session(p, threads))
+    model.incremental = IncrementalGraph.beside(path, lambda p: _open_session(p, threads, backend))
     return model
 
 
-def _open_session(path: Path, threads: int) -> ort.InferenceSession:
-    """A quiet CPU session with ``threads`` intra-op threads that do not spin between hops."""
+def _open_session(path: Path, threads: int, backend: str = ONNXRUNTIME) -> Session:
+    """A numpy session, or a quiet onnxruntime CPU session with ``threads`` intra-op threads
+    that do not spin between hops."""
+    if backend != ONNXRUNTIME:
+        return NumpySession(path)
+    import onnxruntime as ort
+
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
@@ -253,7 +267,7 @@ def _open_session(path: Path, threads: int) -> ort.InferenceSession:
         raise ModelError(f"{path}: not a loadable ONNX model ({_first_line(exc)})") from None
 
 
-def _check_contract(session: ort.InferenceSession, path: Path) -> ModelInfo:
+def _check_contract(session: Session, path: Path) -> ModelInfo:
     """The model's contract metadata, after checking its inputs and outputs against it."""
     try:
         info = parse_metadata(session.get_modelmeta().custom_metadata_map)

@@ -10,10 +10,15 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
 
+# Before numpy loads: one BLAS thread. The numpy backend's small matrix products only lose
+# from more on this shared machine (a run under load took 15x longer with two).
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
 import numpy as np
 import pytest
 import soundfile as sf
 
+from edgeser.backends import BACKENDS, ENV_BACKEND
 from edgeser.contract import INPUT_NAME, LABELS, OUTPUT_ADV, OUTPUT_EMBEDDING, ModelInfo
 
 REPO = Path(__file__).resolve().parents[1]
@@ -116,12 +121,27 @@ def tiny_model_path(contract_model_factory) -> Path:
     return contract_model_factory("tiny.onnx")
 
 
+@pytest.fixture(scope="session", params=BACKENDS)
+def backend(request) -> str:
+    """Each inference backend in turn: the tests that use it (or ``tiny_model``, or
+    ``use_backend``) run once with onnxruntime and once with the numpy backend."""
+    return request.param
+
+
+@pytest.fixture
+def use_backend(backend, monkeypatch) -> str:
+    """``backend`` as ``$EDGESER_BACKEND``, so that every ``edgeser.load`` of the test (in the
+    CLI and in subprocesses too) uses it; modules opt in with ``pytestmark``."""
+    monkeypatch.setenv(ENV_BACKEND, backend)
+    return backend
+
+
 @pytest.fixture(scope="session")
-def tiny_model(tiny_model_path):
-    """The tiny model, loaded once per session on one thread."""
+def tiny_model(tiny_model_path, backend):
+    """The tiny model, loaded once per session and backend on one thread."""
     import edgeser
 
-    return edgeser.load(tiny_model_path)
+    return edgeser.load(tiny_model_path, backend=backend)
 
 
 def voice_like(seconds: float, rate: int = 16_000, seed: int = 0) -> np.ndarray:

@@ -19,6 +19,8 @@ import edgeser
 from edgeser.cli import main
 from edgeser.contract import SAMPLE_RATE
 
+pytestmark = pytest.mark.usefixtures("use_backend")  # each test on both backends
+
 HEADER = "file,start_s,end_s,arousal,dominance,valence"
 
 

@@ -159,6 +159,22 @@ def test_fp32_matches_torch_from_minimum_to_30_s_at_batch_1_and_8(checkpoint, ex
                 assert np.abs(g - e).max() <= 1e-4, (batch, samples)
 
 
+def test_numpy_backend_runs_both_exported_files_like_onnxruntime(exported) -> None:
+    """The numpy backend on a trained student's fp32 and int8 files (batch of 24 held-out
+    clips, plus a minimum-length one): readings within 1e-4 of onnxruntime."""
+    from edgeser.numpy_backend import NumpySession
+
+    audio, _ = clips(seed=98, n=24, seconds=3.0)
+    for name in ("tiny-student.onnx", "tiny-student.int8.onnx"):
+        path = exported[name].path
+        for signal in (audio, audio[:1, :MIN_SAMPLES]):
+            expected = session(str(path)).run(None, {INPUT_NAME: signal})
+            got = NumpySession(path).run(None, {INPUT_NAME: signal})
+            np.testing.assert_allclose(got[0], expected[0], atol=1e-4, rtol=0, err_msg=name)
+            # an attention value one int8 step away moves the embedding a little more
+            np.testing.assert_allclose(got[1], expected[1], atol=5e-4, rtol=0, err_msg=name)
+
+
 def test_int8_is_small_static_qdq_and_tracks_fp32_on_held_out_audio(exported) -> None:
     fp32_file, int8_file = exported["tiny-student.onnx"], exported["tiny-student.int8.onnx"]
     assert int8_file.size_bytes == int8_file.path.stat().st_size < 120_000

@@ -2,7 +2,8 @@
 
 A seeded random ``wav2small-stream`` student (BatchNorm statistics randomised too, so no layer
 is an identity) is exported twice: the window model and its ``.stream.onnx``. Both run in real
-onnxruntime sessions through the runtime's scorers, on generated speech-like audio.
+sessions of each backend (onnxruntime, numpy) through the runtime's scorers, on generated
+speech-like audio.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from edgeser.export.onnx_export import export_onnx, set_metadata
 from edgeser.export.streaming import StreamingStep, export_streaming
 
 from benchmarks import students
+from edgeser.backends import BACKENDS
 from edgeser.contract import LABELS, SAMPLE_RATE, ModelInfo
 from edgeser.errors import ModelError
 from edgeser.incremental import IncrementalGraph, IncrementalScorer
@@ -56,8 +58,8 @@ def speech_like(seconds: float, seed: int = 0) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory: pytest.TempPathFactory) -> tuple[Model, IncrementalGraph]:
-    """The window model and its incremental graph, loaded as the runtime loads them."""
+def exported_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The window model of a random streamable student, with its ``.stream.onnx`` beside it."""
     folder = tmp_path_factory.mktemp("stream")
     student = random_student()
     info = ModelInfo(16_000, LABELS, WINDOW_S, 0.25, "stream-test", "none (random)", {})
@@ -65,8 +67,14 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> tuple[Model, Increment
     set_metadata(graph, info.to_metadata())
     onnx.save(graph, folder / "student.onnx")
     export_streaming(student, info, folder / "student.onnx")
-    model = load(folder / "student.onnx")
-    incremental = IncrementalGraph.beside(model.path, lambda p: _open_session(p, 1))
+    return folder / "student.onnx"
+
+
+@pytest.fixture(scope="module")
+def exported(exported_path: Path, backend: str) -> tuple[Model, IncrementalGraph]:
+    """The window model and its incremental graph, loaded as the runtime loads them."""
+    model = load(exported_path, backend=backend)
+    incremental = IncrementalGraph.beside(model.path, lambda p: _open_session(p, 1, backend))
     assert incremental is not None
     return model, incremental
 
@@ -218,7 +226,7 @@ def test_default_student_cannot_be_made_incremental() -> None:
         StreamingStep(random_student("wav2small"), 48_000)
 
 
-def test_graph_refuses_other_models_and_unsupported_windows(exported, tmp_path: Path) -> None:
+def test_graph_refuses_other_models_and_unsupported_windows(exported, backend, tmp_path) -> None:
     model, graph = exported
     assert graph.spec.supports(3.0, 0.25) and graph.spec.supports(3.0, 0.1)
     assert not graph.spec.supports(2.0, 0.25)  # another window
@@ -229,15 +237,16 @@ def test_graph_refuses_other_models_and_unsupported_windows(exported, tmp_path: 
     other.write_bytes(model.path.read_bytes() + b"\0")
     (tmp_path / "other.stream.onnx").write_bytes(graph.path.read_bytes())
     with pytest.raises(ModelError, match="another model"):
-        IncrementalGraph.beside(other, lambda p: _open_session(p, 1))
+        IncrementalGraph.beside(other, lambda p: _open_session(p, 1, backend))
     lonely = tmp_path / "lonely.onnx"
     lonely.write_bytes(model.path.read_bytes())
-    assert IncrementalGraph.beside(lonely, lambda p: _open_session(p, 1)) is None
+    assert IncrementalGraph.beside(lonely, lambda p: _open_session(p, 1, backend)) is None
 
 
 def test_export_writes_the_streaming_graph_and_load_uses_it(tmp_path: Path) -> None:
     """edgeser-export of a streamable student writes ``.stream.onnx`` beside the model, and
-    ``edgeser.load`` hands Streams the incremental scorer, with the readings of re-scoring."""
+    ``edgeser.load`` (either backend) hands Streams the incremental scorer, with the readings
+    of re-scoring; the numpy backend's readings equal onnxruntime's."""
     from edgeser.distill.student import save_student
     from edgeser.export.config import ExportConfig
     from edgeser.export.pipeline import run_export
@@ -248,12 +257,16 @@ def test_export_writes_the_streaming_graph_and_load_uses_it(tmp_path: Path) -> N
     save_student(checkpoint, random_student())
     [exported] = run_export(ExportConfig(checkpoint=checkpoint, out=tmp_path / "out"), print)
     assert exported.path.with_suffix(".stream.onnx").is_file()
-    model = load(exported.path)
-    scorer = model.scorer(3.0, 0.25, vad=None)
-    assert isinstance(scorer, IncrementalScorer)
     audio = np.random.default_rng(0).normal(0, 0.1, 5 * SAMPLE_RATE).astype(np.float32)
-    rescored = WindowScorer(model.score_window, 3.0, 0.25, model.info.min_samples, None)
-    fast, slow = scorer.push(audio), rescored.push(audio)
-    assert len(fast) == len(slow) == 9
-    for a, b in zip(fast, slow, strict=True):
-        np.testing.assert_allclose(a.adv, b.adv, atol=1e-3)
+    readings = {}
+    for backend in BACKENDS:
+        model = load(exported.path, backend=backend)
+        scorer = model.scorer(3.0, 0.25, vad=None)
+        assert isinstance(scorer, IncrementalScorer)
+        rescored = WindowScorer(model.score_window, 3.0, 0.25, model.info.min_samples, None)
+        fast, slow = scorer.push(audio), rescored.push(audio)
+        assert len(fast) == len(slow) == 9
+        for a, b in zip(fast, slow, strict=True):
+            np.testing.assert_allclose(a.adv, b.adv, atol=1e-3)
+        readings[backend] = np.array([r.adv for r in fast + slow])
+    np.testing.assert_allclose(readings["numpy"], readings["onnxruntime"], atol=1e-4, rtol=0)

@@ -10,11 +10,22 @@ import subprocess
 import sys
 import zipfile
 
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
+
 import pytest
 from conftest import REPO
 
 README = (REPO / "README.md").read_text(encoding="utf-8")
 NOT_ON_AN_INDEX = "`pip install edgeser` finds nothing"
+RUNTIME_REQUIREMENTS = {
+    re.split(r"[<>=!~; \[]", requirement, maxsplit=1)[0]
+    for requirement in tomllib.loads((REPO / "pyproject.toml").read_text())["project"][
+        "dependencies"
+    ]
+}
 
 
 def _pip_install_arguments() -> list[str]:
@@ -35,9 +46,11 @@ def test_no_install_line_asks_an_index_for_edgeser():
     for argument in arguments:
         if argument.startswith("edgeser") and not argument.endswith(".whl"):
             assert " @ git+" in argument or ".whl[" in argument, argument
-        else:
-            assert argument.startswith((".", "'.", "git+", "torch==", "build")) or ".whl" in (
-                argument
+        else:  # a clone, a URL, a wheel, or one of our own requirements (from PyPI)
+            assert (
+                argument.startswith((".", "'.", "git+", "torch==", "build"))
+                or ".whl" in (argument)
+                or argument in RUNTIME_REQUIREMENTS
             ), argument
 
 

@@ -14,7 +14,7 @@ from conftest import voice_like
 
 import edgeser
 
-pytestmark = pytest.mark.audio_device
+pytestmark = [pytest.mark.audio_device, pytest.mark.usefixtures("use_backend")]
 
 JACK_RATE = 48_000
 

@@ -12,6 +12,8 @@ import edgeser
 from edgeser.audio import read_audio
 from edgeser.contract import META_LABELS, META_MODEL_CARD, MIN_SAMPLES, SAMPLE_RATE
 
+pytestmark = pytest.mark.usefixtures("use_backend")  # each test on both backends
+
 # -- loading and the contract -------------------------------------------------------------------
 
 

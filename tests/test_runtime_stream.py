@@ -15,6 +15,8 @@ import edgeser
 from edgeser.audio import read_audio
 from edgeser.contract import SAMPLE_RATE
 
+pytestmark = pytest.mark.usefixtures("use_backend")  # each test on both backends
+
 
 def _voice_gap_voice(rate: int = SAMPLE_RATE) -> np.ndarray:
     """2 s of voice, 1.5 s of silence, 1.7 s of other voice: voiced and unvoiced windows."""
