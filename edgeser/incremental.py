@@ -31,10 +31,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
 
 from .contract import OUTPUT_ADV, OUTPUT_EMBEDDING, SAMPLE_RATE
 from .errors import ModelError
+from .onnxruntime_build import onnxruntime as ort
 from .readings import Reading
 from .scoring import ScoreWindow, WindowScorer
 from .vad import EnergyVad

@@ -6,7 +6,6 @@ import os
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
 
 from .audio import (
     ALL_ZEROS,
@@ -27,6 +26,7 @@ from .contract import (
 )
 from .errors import AudioError, AudioFileError, ConfigError, ModelError
 from .incremental import IncrementalGraph, IncrementalScorer
+from .onnxruntime_build import onnxruntime as ort
 from .readings import FileScore, Reading, aggregate
 from .scoring import Scorer, WindowScorer
 from .vad import EnergyVad

@@ -1,0 +1,200 @@
+#!/usr/bin/env bash
+# The Raspberry Pi check: installs this checkout in ARM Debian userlands (qemu-user + binfmt_misc,
+# built by debootstrap) with the README's Raspberry Pi commands verbatim, runs `edgeser score` and
+# benchmarks/pi/parity.py under each Pi core (QEMU_CPU), compares with this x86 host and writes
+# benchmarks/PI.md, whose last line says ok or FAIL. Needs root and Debian's apt.
+#
+#   benchmarks/pi/check.sh               # first run ~20-30 min (debootstrap), then ~1-2 min
+#   EDGESER_PI_STORE=/some/dir benchmarks/pi/check.sh  # where userlands live (not the repo)
+#   PYTHON=/path/to/venv/bin/python ...  # the host Python with edgeser installed (x86 reference)
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+REPO=$PWD
+STORE=${EDGESER_PI_STORE:-/var/cache/edgeser-pi}
+PYTHON=${PYTHON:-python3}
+SUITE=trixie
+# userland = Debian arch : Pi OS flavour (README block) : Pi cores to run under
+USERLANDS=("arm64:pi-64bit:cortex-a72 cortex-a53 cortex-a76" "armhf:pi-32bit:cortex-a7")
+export DEBIAN_FRONTEND=noninteractive LC_ALL=C.UTF-8
+mkdir -p "$STORE/results"
+log() { echo "[pi-check $(date -u +%H:%M:%S)] $*" >&2; }
+
+ensure_tools() {
+    # qemu-user-static brings the binfmt_misc handlers; binfmt_misc itself may not be mounted.
+    command -v debootstrap >/dev/null && command -v qemu-aarch64-static >/dev/null \
+        && command -v qemu-arm-static >/dev/null || {
+        apt-get update -qq
+        apt-get install -y -qq qemu-user-static binfmt-support debootstrap >/dev/null
+    }
+    mountpoint -q /proc/sys/fs/binfmt_misc \
+        || mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc
+    for handler in qemu-aarch64 qemu-arm; do
+        [ -e "/proc/sys/fs/binfmt_misc/$handler" ] || update-binfmts --enable "$handler"
+    done
+}
+
+mirror() {
+    # The Debian mirror this host's apt already uses (never hard-coded here).
+    cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources \
+        2>/dev/null | grep -v '^\s*#' | grep -oE 'https?://[^ ]+/debian/?( |$)' | head -n 1 \
+        | tr -d ' '
+}
+
+build_userland() {
+    # A minimal Debian for $1 (arch) in $STORE/$SUITE-$1, with a `pi` user; reused once built.
+    local arch=$1 root="$STORE/$SUITE-$1"
+    [ -e "$root/.edgeser-userland" ] && return 0
+    log "building the $SUITE $arch userland in $root (first run: ~10-20 min)"
+    rm -rf "$root.tmp"
+    nice debootstrap --arch="$arch" --variant=minbase --include=sudo,ca-certificates \
+        "$SUITE" "$root.tmp" "$(mirror)" >"$STORE/debootstrap-$arch.log" 2>&1 \
+        || { log "debootstrap failed: $STORE/debootstrap-$arch.log"; return 1; }
+    chroot "$root.tmp" useradd --create-home --shell /bin/bash pi
+    [ -e "$root" ] && rm -rf "$root"
+    mv "$root.tmp" "$root"
+    touch "$root/.edgeser-userland"
+}
+
+cpuinfo() {
+    # A Raspberry Pi's /proc/cpuinfo for core $1 (under qemu-user the guest sees the x86 host's,
+    # which ARM code, onnxruntime's cpuinfo included, cannot parse).
+    local features part variant revision arch=8 name model
+    case $1 in
+        cortex-a72) features="fp asimd evtstrm crc32 cpuid" part=0xd08 variant=0x0 revision=3
+                    model="Raspberry Pi 4 Model B Rev 1.4" ;;
+        cortex-a53) features="fp asimd evtstrm crc32 cpuid" part=0xd03 variant=0x0 revision=4
+                    model="Raspberry Pi 3 Model B Plus Rev 1.3" ;;
+        cortex-a76) features="fp asimd evtstrm aes pmull sha1 sha2 crc32 atomics fphp asimdhp cpuid asimdrdm lrcpc dcpop asimddp"
+                    part=0xd0b variant=0x4 revision=1 model="Raspberry Pi 5 Model B Rev 1.0" ;;
+        cortex-a7)  features="half thumb fastmult vfp edsp neon vfpv3 tls vfpv4 idiva idivt vfpd32 lpae evtstrm"
+                    part=0xc07 variant=0x0 revision=5 arch=7 model="Raspberry Pi 2 Model B Rev 1.1" ;;
+        *) log "no cpuinfo for $1"; return 1 ;;
+    esac
+    for n in 0 1 2 3; do
+        echo "processor	: $n"
+        [ "$arch" = 7 ] && echo "model name	: ARMv7 Processor rev $revision (v7l)"
+        echo "BogoMIPS	: 108.00"
+        echo "Features	: $features"
+        echo "CPU implementer	: 0x41"
+        echo "CPU architecture: $arch"
+        echo "CPU variant	: $variant"
+        echo "CPU part	: $part"
+        echo "CPU revision	: $revision"
+        echo
+    done
+    echo "Revision	: a02082"
+    echo "Model		: $model"
+}
+
+MOUNTED=()
+mount_userland() {
+    # proc, sys, dev and the host's DNS inside userland $1, with core $2's cpuinfo over proc's.
+    local root=$1
+    mount -t proc proc "$root/proc" && MOUNTED+=("$root/proc")
+    mount --bind /sys "$root/sys" && MOUNTED+=("$root/sys")
+    mount --bind /dev "$root/dev" && MOUNTED+=("$root/dev")
+    cp /etc/resolv.conf "$root/etc/resolv.conf"
+    grep -q "$(hostname)" "$root/etc/hosts" 2>/dev/null || echo "127.0.1.1 $(hostname)" >>"$root/etc/hosts"
+}
+set_cpu() {
+    local root=$1 cpu=$2
+    mountpoint -q "$root/proc/cpuinfo" && umount "$root/proc/cpuinfo"
+    cpuinfo "$cpu" >"$STORE/cpuinfo-$cpu"
+    mount --bind "$STORE/cpuinfo-$cpu" "$root/proc/cpuinfo"
+}
+unmount_all() {
+    local i
+    for ((i = ${#MOUNTED[@]} - 1; i >= 0; i--)); do
+        mountpoint -q "${MOUNTED[i]}/cpuinfo" 2>/dev/null && umount -l "${MOUNTED[i]}/cpuinfo"
+        umount -l "${MOUNTED[i]}" 2>/dev/null || true
+    done
+    MOUNTED=()
+}
+trap unmount_all EXIT
+
+readme_block() {
+    # The fenced block after `<!-- $1 -->` in README.md (as .ci/run reads the test command).
+    sed -n "/<!-- $1 -->/,/^\`\`\`\$/p" README.md | sed -n '/^```/,/^```/p' | grep -v '^```'
+}
+
+checkout_files() {
+    # The checkout's files, tracked and untracked-not-ignored (NUL-separated; deleted ones left out).
+    git ls-files -z --cached --others --exclude-standard | while IFS= read -r -d '' f; do
+        if [ -f "$f" ]; then printf '%s\0' "$f"; fi
+    done
+}
+
+copy_checkout() {
+    # The checkout's files (tracked and untracked-not-ignored) as ~pi/edgeser, a Pi user's clone.
+    local root=$1 dest="$1/home/pi/edgeser"
+    rm -rf "$dest" && mkdir -p "$dest"
+    checkout_files | tar --null -T - -cf - | tar -xf - -C "$dest"
+    chroot "$root" chown -R pi:pi /home/pi/edgeser
+}
+
+in_userland() {
+    # Run $3... in userland $1 as user pi under Pi core $2 (QEMU_CPU), from the clone.
+    local root=$1 cpu=$2
+    shift 2
+    env -i QEMU_CPU="$cpu" HOME=/home/pi USER=pi LC_ALL=C.UTF-8 \
+        PATH=/usr/local/bin:/usr/bin:/bin chroot --userspec=pi:pi "$root" \
+        bash -c 'cd ~/edgeser && eval "$1"' bash "$*"
+}
+
+install_checkout() {
+    # The README's install commands for flavour $2 in userland $1, as root (a Pi user's sudo is
+    # root); redone only when those commands or the checkout changed since the last install.
+    local root=$1 block=$2 stamp
+    stamp=$( (readme_block "$block"; checkout_files | grep -zv '^benchmarks/PI.md$' \
+        | xargs -0 sha256sum) | sha256sum | cut -c1-16)
+    if [ "$(cat "$root/.edgeser-installed" 2>/dev/null)" = "$stamp" ]; then
+        log "$block: checkout already installed (stamp $stamp)"
+        return 0
+    fi
+    copy_checkout "$root"
+    rm -rf "$root/home/pi/edgeser-venv"
+    log "$block: running the README's commands"
+    readme_block "$block" | grep -v 'edgeser score' | sed 's/^/+ /' >&2
+    env -i HOME=/home/pi USER=root LC_ALL=C.UTF-8 DEBIAN_FRONTEND=noninteractive \
+        PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+        chroot "$root" bash -euo pipefail -c "cd ~/edgeser && $(readme_block "$block" | grep -v 'edgeser score')" \
+        >"$STORE/install-$block.log" 2>&1 \
+        || { log "install failed: $STORE/install-$block.log"; tail -n 20 "$STORE/install-$block.log" >&2; return 1; }
+    chroot "$root" chown -R pi:pi /home/pi
+    echo "$stamp" >"$root/.edgeser-installed"
+}
+
+run_checks() {
+    # `edgeser score` (the README's line) and parity.py under each core of userland $1.
+    local arch=$1 block=$2 cpus=$3 root="$STORE/$SUITE-$1" cpu score_line
+    score_line=$(readme_block "$block" | grep 'edgeser score')
+    for cpu in $cpus; do
+        set_cpu "$root" "$cpu"
+        log "$block under $cpu: $score_line"
+        {
+            in_userland "$root" "$cpu" "$score_line" >"$STORE/results/$cpu.score" 2>"$STORE/results/$cpu.err" \
+                && in_userland "$root" "$cpu" "~/edgeser-venv/bin/python benchmarks/pi/parity.py examples/speech.wav" \
+                    >"$STORE/results/$cpu.json" 2>>"$STORE/results/$cpu.err"
+            echo $? >"$STORE/results/$cpu.rc"
+        } || true
+    done
+}
+
+ensure_tools
+rm -f "$STORE"/results/*
+# The x86 reference: the same script and command on this host.
+"$PYTHON" benchmarks/pi/parity.py examples/speech.wav >"$STORE/results/x86_64.json"
+"$PYTHON" -m edgeser score examples/speech.wav >"$STORE/results/x86_64.score"
+status=0
+for entry in "${USERLANDS[@]}"; do
+    IFS=: read -r arch block cpus <<<"$entry"
+    root="$STORE/$SUITE-$arch"
+    build_userland "$arch"
+    mount_userland "$root"
+    install_checkout "$root" "$block" && run_checks "$arch" "$block" "$cpus" || status=1
+    unmount_all
+done
+"$PYTHON" -m benchmarks.pi.report --results "$STORE/results" --userlands "${USERLANDS[@]}" \
+    --out benchmarks/PI.md
+tail -n 1 benchmarks/PI.md
+grep -q '^ok$' <(tail -n 1 benchmarks/PI.md) && [ "$status" = 0 ]

@@ -1,0 +1,219 @@
+"""Writes benchmarks/PI.md from the results of benchmarks/pi/check.sh: per Pi core, whether the
+README's install worked, the versions it installed, and how far its readings are from x86.
+The last line is ``ok`` or ``FAIL``. ``python -m benchmarks.pi.report --results DIR ...``."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import math
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..machine import cpu_model, git_commit
+
+REPO = Path(__file__).resolve().parents[2]
+# Largest |ARM - x86| accepted for a reading (A/D/V are about 0..1). The int8 kernels of
+# onnxruntime builds for other CPUs round differently; 1e-3 is far below what a reading means.
+TOLERANCE = 1e-3
+# edgeser score prints 4 decimals, so its numbers may differ by one more rounding step.
+PRINTED_TOLERANCE = TOLERANCE + 1e-4
+PARTS = ("predict", "predict_resampled", "score_file_windows", "score_file_aggregate", "stream")
+PI_OF_CORE = {
+    "cortex-a53": "Pi 3, Zero 2 W",
+    "cortex-a72": "Pi 4, 400, CM4",
+    "cortex-a76": "Pi 5, 500, CM5",
+    "cortex-a7": "Pi 2",
+}
+
+
+@dataclass
+class CoreResult:
+    """What one Pi core's run left in the results folder, compared with x86."""
+
+    flavour: str
+    arch: str
+    core: str
+    rc: int | None
+    check: dict[str, Any] | None
+    score_diff: float | None
+    part_diffs: dict[str, float]
+    error: str
+
+    @property
+    def ok(self) -> bool:
+        """Ran, printed the x86 score and matched x86 within the tolerance in every part."""
+        return (
+            self.rc == 0
+            and self.check is not None
+            and self.score_diff is not None
+            and self.score_diff <= PRINTED_TOLERANCE
+            and len(self.part_diffs) == len(PARTS)
+            and all(d <= TOLERANCE for d in self.part_diffs.values())
+        )
+
+
+def max_abs_diff(a: list[list[float | None]], b: list[list[float | None]]) -> float:
+    """Largest |a - b| over two equally shaped reading lists; inf when shapes or gating differ."""
+    if len(a) != len(b) or any(len(x) != len(y) for x, y in zip(a, b, strict=True)):
+        return math.inf
+    diffs = [0.0]
+    for x, y in zip(a, b, strict=True):
+        for u, v in zip(x, y, strict=True):
+            if (u is None) != (v is None):
+                return math.inf
+            if u is not None and v is not None:
+                diffs.append(abs(u - v))
+    return max(diffs)
+
+
+def score_numbers(text: str) -> list[float]:
+    """The decimal numbers of ``edgeser score``'s csv rows (header and file names skipped)."""
+    rows = [line.split(",", 1)[1] for line in text.strip().splitlines()[1:] if "," in line]
+    return [float(n) for row in rows for n in re.findall(r"-?\d+\.\d+", row)]
+
+
+def score_diff(arm: str, x86: str) -> float | None:
+    """Largest |ARM - x86| over the printed numbers; None when the outputs do not line up."""
+    a, b = score_numbers(arm), score_numbers(x86)
+    if not a or len(a) != len(b):
+        return None
+    return max(abs(u - v) for u, v in zip(a, b, strict=True))
+
+
+def read_text(path: Path) -> str:
+    """A results file's text, or "" when the run did not get that far."""
+    return path.read_text() if path.exists() else ""
+
+
+def load_core(results: Path, flavour: str, arch: str, core: str, x86: dict[str, Any]) -> CoreResult:
+    """The result of one core's run, compared part by part with the x86 reference."""
+    rc_text = read_text(results / f"{core}.rc").strip()
+    check_text = read_text(results / f"{core}.json").strip()
+    check = json.loads(check_text.splitlines()[-1]) if check_text else None
+    diffs = {p: max_abs_diff(check[p], x86[p]) for p in PARTS} if check else {}
+    err = read_text(results / f"{core}.err").strip().splitlines()
+    return CoreResult(
+        flavour=flavour,
+        arch=arch,
+        core=core,
+        rc=int(rc_text) if rc_text else None,
+        check=check,
+        score_diff=score_diff(
+            read_text(results / f"{core}.score"), read_text(results / "x86_64.score")
+        ),
+        part_diffs=diffs,
+        error=err[-1] if err else "",
+    )
+
+
+def userland_cores(specs: list[str]) -> list[tuple[str, str, str]]:
+    """(flavour, Debian arch, core) for each ``arch:flavour:core core...`` spec of check.sh."""
+    cores = []
+    for spec in specs:
+        arch, flavour, names = spec.split(":", 2)
+        cores.extend((flavour, arch, core) for core in names.split())
+    return cores
+
+
+def _fmt(value: float | None) -> str:
+    """A difference for the table: scientific, or "-" when there is none."""
+    return "-" if value is None else ("mismatch" if math.isinf(value) else f"{value:.1e}")
+
+
+def onnxruntime_build(check: dict[str, Any]) -> str:
+    """onnxruntime's version and where it came from (PyPI wheel or the distribution)."""
+    version = check["versions"].get("onnxruntime") or "absent"
+    source = check.get("onnxruntime_source")
+    return f"{version} ({source})" if source else version
+
+
+def render(cores: list[CoreResult], x86: dict[str, Any], when: str, commit: str) -> str:
+    """PI.md: what was checked, the per-core table, what it does not show, then ok/FAIL."""
+    ok = bool(cores) and all(c.ok for c in cores)
+    rows = []
+    for c in cores:
+        v = c.check["versions"] if c.check else {}
+        rows.append(
+            "| "
+            + " | ".join(
+                [
+                    c.flavour,
+                    f"Debian trixie {c.arch}",
+                    f"`{c.core}` ({PI_OF_CORE.get(c.core, '?')})",
+                    c.check["python"] if c.check else "-",
+                    v.get("numpy") or "-",
+                    onnxruntime_build(c.check) if c.check else "-",
+                    v.get("soxr") or "-",
+                    v.get("soundfile") or "-",
+                    _fmt(c.score_diff),
+                    *(_fmt(c.part_diffs.get(p)) for p in PARTS),
+                    "ok" if c.ok else f"FAIL {c.error}".strip(),
+                ]
+            )
+            + " |"
+        )
+    xv = x86["versions"]
+    return "\n".join(
+        [
+            "# edgeser on Raspberry Pi cores (Debian userlands under QEMU)",
+            "",
+            f"Command: `sudo benchmarks/pi/check.sh` on {when}, commit {commit}; "
+            f"x86 reference on this host ({cpu_model()}, Python {x86['python']}, "
+            f"numpy {xv['numpy']}, onnxruntime {xv['onnxruntime']}, soxr {xv['soxr']}).",
+            "",
+            "What was checked, per row: a Debian trixie userland built by debootstrap for the Pi "
+            "OS flavour's architecture, run by qemu-user through binfmt_misc with `QEMU_CPU` set "
+            "to the Pi's core (the guest gets that core's instruction set, so code built for a "
+            "newer core dies with SIGILL as on the Pi) and a Pi's `/proc/cpuinfo`; this checkout "
+            "installed by the README's Raspberry Pi commands for that flavour, run verbatim "
+            "(read from README.md) as root for `sudo`; then, as user `pi`, the README's "
+            "`~/edgeser-venv/bin/edgeser score examples/speech.wav` and "
+            "`benchmarks/pi/parity.py` (`edgeser.load()` of the bundled int8 model, `predict` "
+            "at 16 kHz and at 48 kHz (soxr resampling), `score_file` windows and aggregate, a "
+            "`Stream` fed by a `FileSource`).",
+            "",
+            f"Columns `score` to `stream`: the largest |Pi - x86| of the readings (A/D/V); "
+            f"a row is ok when every one is at most {TOLERANCE:g} ({PRINTED_TOLERANCE:g} for "
+            "the 4-decimal `edgeser score` output) and nothing failed.",
+            "",
+            "| Pi OS | userland | core | Python | numpy | onnxruntime | soxr | soundfile "
+            "| score | predict | predict 48k | windows | aggregate | stream | result |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- "
+            "| --- | --- |",
+            *rows,
+            "",
+            "What this does not show: speed (emulated instructions say nothing about a Pi's "
+            "timing; `python -m benchmarks --pi-report` on real hardware does), live audio "
+            "through PortAudio (no sound device in the chroot: `Stream` is fed from a file), "
+            "the Pi's real kernel, firmware and memory limits, and Pi OS's own package "
+            "archive (Debian's trixie packages stand in for it).",
+            "",
+            "ok" if ok else "FAIL",
+            "",
+        ]
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.pi.report", description=__doc__)
+    parser.add_argument("--results", type=Path, required=True, help="check.sh's results folder")
+    parser.add_argument("--userlands", nargs="+", required=True, help="arch:flavour:cores specs")
+    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "PI.md")
+    args = parser.parse_args(argv)
+    x86 = json.loads(read_text(args.results / "x86_64.json"))
+    cores = [
+        load_core(args.results, flavour, arch, core, x86)
+        for flavour, arch, core in userland_cores(args.userlands)
+    ]
+    when = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    args.out.write_text(render(cores, x86, when, git_commit(REPO)))
+    return 0 if all(c.ok for c in cores) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,48 @@
+"""Refuses, before it is imported, the one onnxruntime build known to kill the process on a
+Raspberry Pi: PyPI's 1.21.0 aarch64 wheel dies with "Illegal instruction" (SIGILL, no
+traceback) on a Cortex-A72 or A53 (Pi 4, Pi 3, Zero 2 W). A distribution's build of the same
+version (Debian's 1.21.0+dfsg) is compiled for the baseline core and runs, and a version range
+cannot tell the two apart, so the check reads the wheel tags in the installed metadata."""
+
+from __future__ import annotations
+
+from importlib import metadata
+
+from .errors import DependencyError
+
+BROKEN_VERSION = "1.21.0"
+
+
+def wheel_tags(dist: metadata.Distribution) -> list[str]:
+    """The ``Tag:`` lines of a distribution's WHEEL file (none for a distribution's own build
+    that ships no WHEEL file)."""
+    text = dist.read_text("WHEEL") or ""
+    return [line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("Tag:")]
+
+
+def is_broken_wheel(version: str, tags: list[str]) -> bool:
+    """True for PyPI's onnxruntime 1.21.0 aarch64 wheel (a manylinux tag), not for a local or
+    distribution build of 1.21.0 (``linux_aarch64`` or no tag) nor for other versions."""
+    return version == BROKEN_VERSION and any(
+        "manylinux" in tag and tag.endswith("aarch64") for tag in tags
+    )
+
+
+def refuse_broken_onnxruntime() -> None:
+    """Raise ``DependencyError`` naming the fix if the installed onnxruntime is that wheel."""
+    try:
+        dist = metadata.distribution("onnxruntime")
+    except metadata.PackageNotFoundError:
+        return  # the import itself will say it is missing
+    if is_broken_wheel(dist.version, wheel_tags(dist)):
+        raise DependencyError(
+            f"onnxruntime {BROKEN_VERSION} from PyPI (aarch64 wheel) dies with 'Illegal "
+            "instruction' on a Raspberry Pi 3/4 or Zero 2 W; install another version: "
+            "pip install 'onnxruntime>=1.17,!=1.21.0'"
+        )
+
+
+refuse_broken_onnxruntime()
+import onnxruntime  # noqa: E402  (imported here, once the check passed; the runtime takes it from here)
+
+__all__ = ["onnxruntime", "refuse_broken_onnxruntime"]
