@@ -94,6 +94,9 @@ mount_userland() {
     mount --bind /sys "$root/sys" && MOUNTED+=("$root/sys")
     mount --bind /dev "$root/dev" && MOUNTED+=("$root/dev")
     cp /etc/resolv.conf "$root/etc/resolv.conf"
+    # This host's certificate store, for pip behind a TLS-inspecting proxy (a Pi on the same
+    # network would need the same); pip in the userland is pointed at it by in_userland.
+    cp /etc/ssl/certs/ca-certificates.crt "$root/etc/edgeser-host-ca.crt"
     grep -q "$(hostname)" "$root/etc/hosts" 2>/dev/null || echo "127.0.1.1 $(hostname)" >>"$root/etc/hosts"
 }
 set_cpu() {
@@ -137,14 +140,25 @@ in_userland() {
     local root=$1 cpu=$2
     shift 2
     env -i QEMU_CPU="$cpu" HOME=/home/pi USER=pi LC_ALL=C.UTF-8 \
+        PIP_CERT=/etc/edgeser-host-ca.crt PIP_DISABLE_PIP_VERSION_CHECK=1 \
+        ${PIP_INDEX_URL:+PIP_INDEX_URL=$PIP_INDEX_URL} \
         PATH=/usr/local/bin:/usr/bin:/bin chroot --userspec=pi:pi "$root" \
         bash -c 'cd ~/edgeser && eval "$1"' bash "$*"
 }
 
+as_root() {
+    # Run $2 in userland $1 as root, from the clone (a Pi user's `sudo`: setuid cannot take
+    # effect under qemu-user, so sudo lines are entered as root, where sudo is a no-op).
+    env -i HOME=/root USER=root LC_ALL=C.UTF-8 DEBIAN_FRONTEND=noninteractive \
+        PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+        chroot "$1" bash -euo pipefail -c "cd /home/pi/edgeser && $2"
+}
+
 install_checkout() {
-    # The README's install commands for flavour $2 in userland $1, as root (a Pi user's sudo is
-    # root); redone only when those commands or the checkout changed since the last install.
-    local root=$1 block=$2 stamp
+    # The README's install commands for flavour $2 in userland $1 under core $3, line by line:
+    # `sudo ...` lines as root, the others as user pi. Redone only when those commands or the
+    # checkout changed since the last install.
+    local root=$1 block=$2 cpu=$3 stamp line log="$STORE/install-$2.log"
     stamp=$( (readme_block "$block"; checkout_files | grep -zv '^benchmarks/PI.md$' \
         | xargs -0 sha256sum) | sha256sum | cut -c1-16)
     if [ "$(cat "$root/.edgeser-installed" 2>/dev/null)" = "$stamp" ]; then
@@ -152,15 +166,18 @@ install_checkout() {
         return 0
     fi
     copy_checkout "$root"
-    rm -rf "$root/home/pi/edgeser-venv"
-    log "$block: running the README's commands"
-    readme_block "$block" | grep -v 'edgeser score' | sed 's/^/+ /' >&2
-    env -i HOME=/home/pi USER=root LC_ALL=C.UTF-8 DEBIAN_FRONTEND=noninteractive \
-        PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
-        chroot "$root" bash -euo pipefail -c "cd ~/edgeser && $(readme_block "$block" | grep -v 'edgeser score')" \
-        >"$STORE/install-$block.log" 2>&1 \
-        || { log "install failed: $STORE/install-$block.log"; tail -n 20 "$STORE/install-$block.log" >&2; return 1; }
-    chroot "$root" chown -R pi:pi /home/pi
+    rm -rf "$root/home/pi/edgeser-venv" "$root/.edgeser-installed"
+    set_cpu "$root" "$cpu"
+    log "$block: running the README's commands under $cpu (log: $log)"
+    : >"$log"
+    while IFS= read -r line; do
+        echo "+ $line" | tee -a "$log" >&2
+        if [[ $line == sudo\ * ]]; then
+            as_root "$root" "$line" </dev/null >>"$log" 2>&1
+        else
+            in_userland "$root" "$cpu" "$line" </dev/null >>"$log" 2>&1
+        fi || { log "install failed:"; tail -n 20 "$log" >&2; return 1; }
+    done < <(readme_block "$block" | grep -v 'edgeser score')
     echo "$stamp" >"$root/.edgeser-installed"
 }
 
@@ -191,7 +208,7 @@ for entry in "${USERLANDS[@]}"; do
     root="$STORE/$SUITE-$arch"
     build_userland "$arch"
     mount_userland "$root"
-    install_checkout "$root" "$block" && run_checks "$arch" "$block" "$cpus" || status=1
+    install_checkout "$root" "$block" "${cpus%% *}" && run_checks "$arch" "$block" "$cpus" || status=1
     unmount_all
 done
 "$PYTHON" -m benchmarks.pi.report --results "$STORE/results" --userlands "${USERLANDS[@]}" \
