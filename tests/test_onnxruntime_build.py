@@ -37,6 +37,7 @@ def fake_onnxruntime(site: Path, version: str, tag: str | None) -> Path:
         ("1.21.0", ["cp311-cp311-manylinux2014_aarch64"], True),
         ("1.21.0", ["cp313-cp313-linux_aarch64"], False),  # built locally or by a distribution
         ("1.21.0", [], False),  # a distribution's build without a WHEEL file
+        ("1.21", [], False),  # Debian trixie's python3-onnxruntime (egg-info)
         ("1.21.0", ["cp313-cp313-manylinux_2_27_x86_64.manylinux_2_28_x86_64"], False),
         ("1.21.1", [PYPI_AARCH64], False),
         ("1.22.0", [PYPI_AARCH64], False),
@@ -76,8 +77,16 @@ def test_import_refuses_the_broken_wheel_with_what_to_do(tmp_path):
     assert issubclass(DependencyError, ImportError)
 
 
+def debian_onnxruntime(site: Path) -> None:
+    """Metadata as Debian trixie's python3-onnxruntime 1.21.0+dfsg installs it: an egg-info
+    directory, version "1.21", no WHEEL file."""
+    info = site / "onnxruntime-1.21.egg-info"
+    info.mkdir(parents=True)
+    (info / "PKG-INFO").write_text("Metadata-Version: 2.2\nName: onnxruntime\nVersion: 1.21\n")
+
+
 def test_import_accepts_a_distributions_1_21_0(tmp_path):
-    fake_onnxruntime(tmp_path, "1.21.0", None)
+    debian_onnxruntime(tmp_path)
     run = run_import(tmp_path)
     assert run.returncode == 0, run.stderr
     assert run.stdout.startswith("Model(")
@@ -89,4 +98,5 @@ def test_requirements_accept_a_distributions_1_21_0():
         Requirement(r) for r in project["dependencies"] if Requirement(r).name == "onnxruntime"
     ]
     assert spec.specifier.contains("1.21.0")
+    assert spec.specifier.contains("1.21")  # Debian's python3-onnxruntime says "1.21"
     assert not spec.specifier.contains("1.16.3")

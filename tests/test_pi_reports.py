@@ -49,10 +49,15 @@ def write_core(results: Path, core_name: str, check: dict, score: str, rc: int) 
     (results / f"{core_name}.err").write_text("")
 
 
-def run_report(tmp_path: Path, arm: dict, rc: int = 0) -> str:
-    """PI.md for one arm64 core whose readings are ``arm``, against the x86 run."""
+def run_report(tmp_path: Path, arm: dict, rc: int = 0, refused: bool = True) -> str:
+    """PI.md for one arm64 core whose readings are ``arm``, against the x86 run, and the
+    broken-wheel step (edgeser ``refused`` the wheel, or died with it)."""
     results = tmp_path / "results"
     results.mkdir(parents=True)
+    (results / "ort-1.21.0.onnxruntime.rc").write_text("132\n")
+    (results / "ort-1.21.0.edgeser.rc").write_text("1\n" if refused else "132\n")
+    error = "edgeser.errors.DependencyError: onnxruntime 1.21.0 from PyPI ..." if refused else ""
+    (results / "ort-1.21.0.edgeser.err").write_text(f"Traceback ...\n{error}\n")
     x86 = json.loads(
         subprocess.run(
             [
@@ -88,6 +93,9 @@ def test_pi_md_says_ok_only_when_every_part_matches(tmp_path):
 
     assert run_report(tmp_path / "off", off).rstrip().splitlines()[-1] == "FAIL"
     assert run_report(tmp_path / "crash", lambda x86: x86, rc=132).rstrip().endswith("FAIL")
+    died = run_report(tmp_path / "died", lambda x86: x86, refused=False)
+    assert died.rstrip().endswith("FAIL")
+    assert "`import onnxruntime` dies with SIGILL (exit 132); `import edgeser` exits 132" in died
 
 
 def test_cpuinfo_names_the_board_and_core():

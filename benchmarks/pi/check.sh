@@ -197,6 +197,24 @@ run_checks() {
     done
 }
 
+broken_wheel_check() {
+    # PyPI's onnxruntime 1.21.0 aarch64 wheel, pinned by a user, under a Pi 4 core: importing
+    # it dies with SIGILL (why edgeser refuses it); importing edgeser must refuse it instead.
+    local root=$1 cpu=cortex-a72 venv=/home/pi/ort-1.21.0-venv
+    set_cpu "$root" "$cpu"
+    if [ ! -e "$root$venv/.installed" ]; then
+        log "installing onnxruntime==1.21.0 from PyPI in $venv"
+        in_userland "$root" "$cpu" "rm -rf $venv && python3 -m venv $venv && $venv/bin/pip install . onnxruntime==1.21.0 && touch $venv/.installed" \
+            </dev/null >"$STORE/install-ort-1.21.0.log" 2>&1 \
+            || { log "failed: $STORE/install-ort-1.21.0.log"; return 1; }
+    fi
+    log "onnxruntime 1.21.0 wheel under $cpu: import onnxruntime, then import edgeser"
+    in_userland "$root" "$cpu" "$venv/bin/python -c 'import onnxruntime'" >/dev/null 2>&1 \
+        && echo 0 >"$STORE/results/ort-1.21.0.onnxruntime.rc" || echo $? >"$STORE/results/ort-1.21.0.onnxruntime.rc"
+    in_userland "$root" "$cpu" "$venv/bin/python -c 'import edgeser'" >/dev/null 2>"$STORE/results/ort-1.21.0.edgeser.err" \
+        && echo 0 >"$STORE/results/ort-1.21.0.edgeser.rc" || echo $? >"$STORE/results/ort-1.21.0.edgeser.rc"
+}
+
 ensure_tools
 rm -f "$STORE"/results/*
 # The x86 reference: the same script and command on this host.
@@ -209,6 +227,7 @@ for entry in "${USERLANDS[@]}"; do
     build_userland "$arch"
     mount_userland "$root"
     install_checkout "$root" "$block" "${cpus%% *}" && run_checks "$arch" "$block" "$cpus" || status=1
+    if [ "$arch" = arm64 ]; then broken_wheel_check "$root" || status=1; fi
     unmount_all
 done
 "$PYTHON" -m benchmarks.pi.report --results "$STORE/results" --userlands "${USERLANDS[@]}" \

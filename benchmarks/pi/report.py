@@ -111,6 +111,43 @@ def load_core(results: Path, flavour: str, arch: str, core: str, x86: dict[str, 
     )
 
 
+@dataclass
+class BrokenWheelResult:
+    """PyPI's onnxruntime 1.21.0 aarch64 wheel under a Pi 4 core: the exit status of importing
+    it, and of importing edgeser (which must refuse it with a DependencyError)."""
+
+    onnxruntime_rc: int | None
+    edgeser_rc: int | None
+    edgeser_error: str
+
+    @property
+    def ok(self) -> bool:
+        """edgeser refused the wheel with its DependencyError instead of dying."""
+        return self.edgeser_rc == 1 and "DependencyError" in self.edgeser_error
+
+    def line(self) -> str:
+        """One paragraph for PI.md."""
+        ort = {None: "not run", 0: "imports", 132: "dies with SIGILL (exit 132)"}.get(
+            self.onnxruntime_rc, f"exit {self.onnxruntime_rc}"
+        )
+        return (
+            "PyPI's onnxruntime 1.21.0 aarch64 wheel (`pip install . onnxruntime==1.21.0`), "
+            f"under `cortex-a72` (Pi 4): `import onnxruntime` {ort}; `import edgeser` exits "
+            f"{self.edgeser_rc} with `{self.edgeser_error or 'no error'}`: "
+            + ("ok" if self.ok else "FAIL")
+        )
+
+
+def load_broken_wheel(results: Path) -> BrokenWheelResult:
+    """What check.sh's broken-wheel step left (None statuses when it did not run)."""
+    ort = read_text(results / "ort-1.21.0.onnxruntime.rc").strip()
+    rc = read_text(results / "ort-1.21.0.edgeser.rc").strip()
+    err = read_text(results / "ort-1.21.0.edgeser.err").strip().splitlines()
+    return BrokenWheelResult(
+        int(ort) if ort else None, int(rc) if rc else None, err[-1] if err else ""
+    )
+
+
 def userland_cores(specs: list[str]) -> list[tuple[str, str, str]]:
     """(flavour, Debian arch, core) for each ``arch:flavour:core core...`` spec of check.sh."""
     cores = []
@@ -132,9 +169,16 @@ def onnxruntime_build(check: dict[str, Any]) -> str:
     return f"{version} ({source})" if source else version
 
 
-def render(cores: list[CoreResult], x86: dict[str, Any], when: str, commit: str) -> str:
-    """PI.md: what was checked, the per-core table, what it does not show, then ok/FAIL."""
-    ok = bool(cores) and all(c.ok for c in cores)
+def render(
+    cores: list[CoreResult],
+    broken: BrokenWheelResult | None,
+    x86: dict[str, Any],
+    when: str,
+    commit: str,
+) -> str:
+    """PI.md: what was checked, the per-core table, the broken-wheel check, what it does not
+    show, then ok/FAIL."""
+    ok = bool(cores) and all(c.ok for c in cores) and (broken is None or broken.ok)
     rows = []
     for c in cores:
         v = c.check["versions"] if c.check else {}
@@ -187,6 +231,7 @@ def render(cores: list[CoreResult], x86: dict[str, Any], when: str, commit: str)
             "| --- | --- |",
             *rows,
             "",
+            *([broken.line(), ""] if broken else []),
             "What this does not show: speed (emulated instructions say nothing about a Pi's "
             "timing; `python -m benchmarks --pi-report` on real hardware does), live audio "
             "through PortAudio (no sound device in the chroot: `Stream` is fed from a file), "
@@ -210,9 +255,12 @@ def main(argv: list[str] | None = None) -> int:
         load_core(args.results, flavour, arch, core, x86)
         for flavour, arch, core in userland_cores(args.userlands)
     ]
+    arm64 = any(arch == "arm64" for _, arch, _ in userland_cores(args.userlands))
+    broken = load_broken_wheel(args.results) if arm64 else None
     when = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    args.out.write_text(render(cores, x86, when, git_commit(REPO)))
-    return 0 if all(c.ok for c in cores) else 1
+    text = render(cores, broken, x86, when, git_commit(REPO))
+    args.out.write_text(text)
+    return 0 if text.rstrip().endswith("\nok") else 1
 
 
 if __name__ == "__main__":
