@@ -27,6 +27,7 @@ from .contract import (
 from .errors import AudioError, AudioFileError, ConfigError, ModelError
 from .incremental import IncrementalGraph, IncrementalScorer
 from .onnxruntime_build import onnxruntime as ort
+from .onnxruntime_build import without_schema_noise
 from .readings import FileScore, Reading, aggregate
 from .scoring import Scorer, WindowScorer
 from .vad import EnergyVad
@@ -203,9 +204,10 @@ def _open_session(path: Path, threads: int) -> ort.InferenceSession:
     options.log_severity_level = 3  # errors only: no warnings on the console
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     try:
-        return ort.InferenceSession(
-            str(path), sess_options=options, providers=["CPUExecutionProvider"]
-        )
+        with without_schema_noise():
+            return ort.InferenceSession(
+                str(path), sess_options=options, providers=["CPUExecutionProvider"]
+            )
     except Exception as exc:  # onnxruntime's load errors share no useful base class
         raise ModelError(f"{path}: not a loadable ONNX model ({_first_line(exc)})") from None
 

@@ -1,16 +1,24 @@
-"""Refuses, before it is imported, the one onnxruntime build known to kill the process on a
-Raspberry Pi: PyPI's 1.21.0 aarch64 wheel dies with "Illegal instruction" (SIGILL, no
+"""onnxruntime builds on a Raspberry Pi. Refuses, before it is imported, the one build known to
+kill the process: PyPI's 1.21.0 aarch64 wheel dies with "Illegal instruction" (SIGILL, no
 traceback) on a Cortex-A72 or A53 (Pi 4, Pi 3, Zero 2 W). A distribution's build of the same
 version (Debian's 1.21.0+dfsg) is compiled for the baseline core and runs, and a version range
-cannot tell the two apart, so the check reads the wheel tags in the installed metadata."""
+cannot tell the two apart, so the check reads the wheel tags in the installed metadata. And
+quiets Debian's build, whose first session prints ~570 harmless "Schema error" lines."""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
+import tempfile
+from collections.abc import Iterator
 from importlib import metadata
 
 from .errors import DependencyError
 
 BROKEN_VERSION = "1.21.0"
+# Debian's onnxruntime registers ONNX's operator schemas twice and says so for each one.
+SCHEMA_NOISE = "Schema error: Trying to register schema with name "
 
 
 def wheel_tags(dist: metadata.Distribution) -> list[str]:
@@ -42,7 +50,33 @@ def refuse_broken_onnxruntime() -> None:
         )
 
 
+@contextlib.contextmanager
+def without_schema_noise() -> Iterator[None]:
+    """Drop the "Schema error: ... already registered" lines that Debian's onnxruntime writes
+    to stderr (file descriptor 2, from C++) while it creates its first session; whatever else
+    is written meanwhile is passed on. Without a usable descriptor 2, nothing is filtered."""
+    sys.stderr.flush()
+    try:
+        saved = os.dup(2)
+    except OSError:
+        yield
+        return
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            lines = captured.read().decode(errors="replace").splitlines(keepends=True)
+            noise = any(line.startswith(SCHEMA_NOISE) for line in lines)
+            kept = [line for line in lines if not line.startswith(SCHEMA_NOISE)]
+            sys.stderr.write("".join(line for line in kept if line.strip() or not noise))
+            sys.stderr.flush()
+
+
 refuse_broken_onnxruntime()
 import onnxruntime  # noqa: E402  (imported here, once the check passed; the runtime takes it from here)
 
-__all__ = ["onnxruntime", "refuse_broken_onnxruntime"]
+__all__ = ["onnxruntime", "refuse_broken_onnxruntime", "without_schema_noise"]

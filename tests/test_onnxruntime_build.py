@@ -100,3 +100,41 @@ def test_requirements_accept_a_distributions_1_21_0():
     assert spec.specifier.contains("1.21.0")
     assert spec.specifier.contains("1.21")  # Debian's python3-onnxruntime says "1.21"
     assert not spec.specifier.contains("1.16.3")
+
+
+NOISY_SESSION = """
+import os, sys
+import onnxruntime
+real = onnxruntime.InferenceSession
+
+def debian_like(*args, **kwargs):  # what Debian's build writes while it makes a first session
+    for op in ("Abs", "Add"):
+        line = f"Schema error: Trying to register schema with name {op} (domain:  version: 1)"
+        os.write(2, f"{line} from file x.cc line 1, but it is already registered\\n\\n".encode())
+    os.write(2, b"a real warning\\n")
+    return real(*args, **kwargs)
+
+onnxruntime.InferenceSession = debian_like
+import edgeser
+print(repr(edgeser.load()))
+"""
+
+
+def test_loading_drops_debians_schema_noise_and_keeps_other_stderr():
+    run = subprocess.run(
+        [sys.executable, "-c", NOISY_SESSION], capture_output=True, text=True, timeout=60
+    )
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.startswith("Model(")
+    assert run.stderr == "a real warning\n"
+
+
+def test_without_noise_stderr_passes_unchanged():
+    code = (
+        "import os\n"
+        "from edgeser.onnxruntime_build import without_schema_noise\n"
+        "with without_schema_noise():\n"
+        "    os.write(2, b'first\\n\\nsecond\\n')\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0 and run.stderr == "first\n\nsecond\n"

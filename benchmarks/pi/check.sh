@@ -4,14 +4,14 @@
 # benchmarks/pi/parity.py under each Pi core (QEMU_CPU), compares with this x86 host and writes
 # benchmarks/PI.md, whose last line says ok or FAIL. Needs root and Debian's apt.
 #
-#   benchmarks/pi/check.sh               # first run ~20-30 min (debootstrap), then ~1-2 min
+#   sudo benchmarks/pi/check.sh          # first run ~20-30 min (debootstrap, apt, pip)
 #   EDGESER_PI_STORE=/some/dir benchmarks/pi/check.sh  # where userlands live (not the repo)
 #   PYTHON=/path/to/venv/bin/python ...  # the host Python with edgeser installed (x86 reference)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-REPO=$PWD
 STORE=${EDGESER_PI_STORE:-/var/cache/edgeser-pi}
 PYTHON=${PYTHON:-python3}
+CHROOT=$(command -v chroot)  # env -i below gives the userland a Pi user's PATH
 SUITE=trixie
 # userland = Debian arch : Pi OS flavour (README block) : Pi cores to run under
 USERLANDS=("arm64:pi-64bit:cortex-a72 cortex-a53 cortex-a76" "armhf:pi-32bit:cortex-a7")
@@ -99,16 +99,9 @@ mount_userland() {
     cp /etc/ssl/certs/ca-certificates.crt "$root/etc/edgeser-host-ca.crt"
     grep -q "$(hostname)" "$root/etc/hosts" 2>/dev/null || echo "127.0.1.1 $(hostname)" >>"$root/etc/hosts"
 }
-set_cpu() {
-    local root=$1 cpu=$2
-    mountpoint -q "$root/proc/cpuinfo" && umount "$root/proc/cpuinfo"
-    cpuinfo "$cpu" >"$STORE/cpuinfo-$cpu"
-    mount --bind "$STORE/cpuinfo-$cpu" "$root/proc/cpuinfo"
-}
 unmount_all() {
     local i
     for ((i = ${#MOUNTED[@]} - 1; i >= 0; i--)); do
-        mountpoint -q "${MOUNTED[i]}/cpuinfo" 2>/dev/null && umount -l "${MOUNTED[i]}/cpuinfo"
         umount -l "${MOUNTED[i]}" 2>/dev/null || true
     done
     MOUNTED=()
@@ -136,13 +129,18 @@ copy_checkout() {
 }
 
 in_userland() {
-    # Run $3... in userland $1 as user pi under Pi core $2 (QEMU_CPU), from the clone.
+    # Run $3... in userland $1 as user pi under Pi core $2 (QEMU_CPU), from the clone, in a
+    # private mount namespace where /proc/cpuinfo is that core's: cores can run side by side.
     local root=$1 cpu=$2
     shift 2
-    env -i QEMU_CPU="$cpu" HOME=/home/pi USER=pi LC_ALL=C.UTF-8 \
+    cpuinfo "$cpu" >"$STORE/cpuinfo-$cpu"
+    unshare --mount --propagation private \
+        bash -c 'mount --bind "$1" "$2/proc/cpuinfo" && shift 2 && exec "$@"' _ \
+        "$STORE/cpuinfo-$cpu" "$root" \
+        env -i QEMU_CPU="$cpu" HOME=/home/pi USER=pi LC_ALL=C.UTF-8 \
         PIP_CERT=/etc/edgeser-host-ca.crt PIP_DISABLE_PIP_VERSION_CHECK=1 \
         ${PIP_INDEX_URL:+PIP_INDEX_URL=$PIP_INDEX_URL} \
-        PATH=/usr/local/bin:/usr/bin:/bin chroot --userspec=pi:pi "$root" \
+        PATH=/usr/local/bin:/usr/bin:/bin "$CHROOT" --userspec=pi:pi "$root" \
         bash -c 'cd ~/edgeser && eval "$1"' bash "$*"
 }
 
@@ -156,18 +154,18 @@ as_root() {
 
 install_checkout() {
     # The README's install commands for flavour $2 in userland $1 under core $3, line by line:
-    # `sudo ...` lines as root, the others as user pi. Redone only when those commands or the
-    # checkout changed since the last install.
+    # `sudo ...` lines as root, the others as user pi. The clone is refreshed every run; the
+    # install is redone only when those commands or what gets installed (the packages and
+    # pyproject.toml) changed since the last one.
     local root=$1 block=$2 cpu=$3 stamp line log="$STORE/install-$2.log"
-    stamp=$( (readme_block "$block"; checkout_files | grep -zv '^benchmarks/PI.md$' \
+    copy_checkout "$root"
+    stamp=$( (readme_block "$block"; checkout_files | grep -zE '^(edgeser|distill|export)/|^pyproject.toml$' \
         | xargs -0 sha256sum) | sha256sum | cut -c1-16)
     if [ "$(cat "$root/.edgeser-installed" 2>/dev/null)" = "$stamp" ]; then
-        log "$block: checkout already installed (stamp $stamp)"
+        log "$block: this checkout is installed already (stamp $stamp)"
         return 0
     fi
-    copy_checkout "$root"
     rm -rf "$root/home/pi/edgeser-venv" "$root/.edgeser-installed"
-    set_cpu "$root" "$cpu"
     log "$block: running the README's commands under $cpu (log: $log)"
     : >"$log"
     while IFS= read -r line; do
@@ -181,27 +179,24 @@ install_checkout() {
     echo "$stamp" >"$root/.edgeser-installed"
 }
 
-run_checks() {
-    # `edgeser score` (the README's line) and parity.py under each core of userland $1.
-    local arch=$1 block=$2 cpus=$3 root="$STORE/$SUITE-$1" cpu score_line
-    score_line=$(readme_block "$block" | grep 'edgeser score')
-    for cpu in $cpus; do
-        set_cpu "$root" "$cpu"
-        log "$block under $cpu: $score_line"
-        {
-            in_userland "$root" "$cpu" "$score_line" >"$STORE/results/$cpu.score" 2>"$STORE/results/$cpu.err" \
-                && in_userland "$root" "$cpu" "~/edgeser-venv/bin/python benchmarks/pi/parity.py examples/speech.wav" \
-                    >"$STORE/results/$cpu.json" 2>>"$STORE/results/$cpu.err"
-            echo $? >"$STORE/results/$cpu.rc"
-        } || true
-    done
+core_checks() {
+    # The README's `edgeser score` line and parity.py under core $2 of userland $1.
+    local root=$1 cpu=$2 score_line=$3 out="$STORE/results/$2"
+    log "under $cpu: $score_line; benchmarks/pi/parity.py"
+    if in_userland "$root" "$cpu" "$score_line" >"$out.score" 2>"$out.err" </dev/null \
+        && in_userland "$root" "$cpu" \
+            "~/edgeser-venv/bin/python benchmarks/pi/parity.py examples/speech.wav" \
+            >"$out.json" 2>>"$out.err" </dev/null; then
+        echo 0 >"$out.rc"
+    else
+        echo $? >"$out.rc"
+    fi
 }
 
 broken_wheel_check() {
     # PyPI's onnxruntime 1.21.0 aarch64 wheel, pinned by a user, under a Pi 4 core: importing
     # it dies with SIGILL (why edgeser refuses it); importing edgeser must refuse it instead.
     local root=$1 cpu=cortex-a72 venv=/home/pi/ort-1.21.0-venv
-    set_cpu "$root" "$cpu"
     if [ ! -e "$root$venv/.installed" ]; then
         log "installing onnxruntime==1.21.0 from PyPI in $venv"
         in_userland "$root" "$cpu" "rm -rf $venv && python3 -m venv $venv && $venv/bin/pip install . onnxruntime==1.21.0 && touch $venv/.installed" \
@@ -209,9 +204,9 @@ broken_wheel_check() {
             || { log "failed: $STORE/install-ort-1.21.0.log"; return 1; }
     fi
     log "onnxruntime 1.21.0 wheel under $cpu: import onnxruntime, then import edgeser"
-    in_userland "$root" "$cpu" "$venv/bin/python -c 'import onnxruntime'" >/dev/null 2>&1 \
+    in_userland "$root" "$cpu" "$venv/bin/python -P -c 'import onnxruntime'" >/dev/null 2>&1 \
         && echo 0 >"$STORE/results/ort-1.21.0.onnxruntime.rc" || echo $? >"$STORE/results/ort-1.21.0.onnxruntime.rc"
-    in_userland "$root" "$cpu" "$venv/bin/python -c 'import edgeser'" >/dev/null 2>"$STORE/results/ort-1.21.0.edgeser.err" \
+    in_userland "$root" "$cpu" "$venv/bin/python -P -c 'import edgeser'" >/dev/null 2>"$STORE/results/ort-1.21.0.edgeser.err" \
         && echo 0 >"$STORE/results/ort-1.21.0.edgeser.rc" || echo $? >"$STORE/results/ort-1.21.0.edgeser.rc"
 }
 
@@ -221,16 +216,27 @@ rm -f "$STORE"/results/*
 "$PYTHON" benchmarks/pi/parity.py examples/speech.wav >"$STORE/results/x86_64.json"
 "$PYTHON" -m edgeser score examples/speech.wav >"$STORE/results/x86_64.score"
 status=0
-for entry in "${USERLANDS[@]}"; do
+for entry in "${USERLANDS[@]}"; do  # build, mount and install one userland after the other
     IFS=: read -r arch block cpus <<<"$entry"
     root="$STORE/$SUITE-$arch"
     build_userland "$arch"
     mount_userland "$root"
-    install_checkout "$root" "$block" "${cpus%% *}" && run_checks "$arch" "$block" "$cpus" || status=1
-    if [ "$arch" = arm64 ]; then broken_wheel_check "$root" || status=1; fi
-    unmount_all
+    install_checkout "$root" "$block" "${cpus%% *}" || status=1
 done
+jobs=()
+for entry in "${USERLANDS[@]}"; do  # then every core's checks side by side
+    IFS=: read -r arch block cpus <<<"$entry"
+    root="$STORE/$SUITE-$arch"
+    [ -e "$root/.edgeser-installed" ] || continue
+    for cpu in $cpus; do
+        core_checks "$root" "$cpu" "$(readme_block "$block" | grep 'edgeser score')" &
+        jobs+=($!)
+    done
+    if [ "$arch" = arm64 ]; then broken_wheel_check "$root" & jobs+=($!); fi
+done
+for job in "${jobs[@]}"; do wait "$job" || status=1; done
+unmount_all
 "$PYTHON" -m benchmarks.pi.report --results "$STORE/results" --userlands "${USERLANDS[@]}" \
-    --out benchmarks/PI.md
+    --out benchmarks/PI.md || status=1
 tail -n 1 benchmarks/PI.md
-grep -q '^ok$' <(tail -n 1 benchmarks/PI.md) && [ "$status" = 0 ]
+exit "$status"
