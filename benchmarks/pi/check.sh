@@ -197,9 +197,16 @@ broken_wheel_check() {
     # PyPI's onnxruntime 1.21.0 aarch64 wheel, pinned by a user, under a Pi 4 core: importing
     # it dies with SIGILL (why edgeser refuses it); importing edgeser must refuse it instead.
     local root=$1 cpu=cortex-a72 venv=/home/pi/ort-1.21.0-venv
+    local stamp
+    stamp=$(cat "$root/.edgeser-installed")  # this checkout's install stamp (install_checkout)
     if [ ! -e "$root$venv/.installed" ]; then
         log "installing onnxruntime==1.21.0 from PyPI in $venv"
-        in_userland "$root" "$cpu" "rm -rf $venv && python3 -m venv $venv && $venv/bin/pip install . onnxruntime==1.21.0 && touch $venv/.installed" \
+        in_userland "$root" "$cpu" "rm -rf $venv && python3 -m venv $venv && $venv/bin/pip install . onnxruntime==1.21.0 && echo $stamp >$venv/.installed" \
+            </dev/null >"$STORE/install-ort-1.21.0.log" 2>&1 \
+            || { log "failed: $STORE/install-ort-1.21.0.log"; return 1; }
+    elif [ "$(cat "$root$venv/.installed")" != "$stamp" ]; then
+        log "reinstalling this checkout in $venv"
+        in_userland "$root" "$cpu" "$venv/bin/pip install --no-deps --force-reinstall . && echo $stamp >$venv/.installed" \
             </dev/null >"$STORE/install-ort-1.21.0.log" 2>&1 \
             || { log "failed: $STORE/install-ort-1.21.0.log"; return 1; }
     fi
