@@ -98,6 +98,22 @@ def test_pi_md_says_ok_only_when_every_part_matches(tmp_path):
     assert "`import onnxruntime` dies with SIGILL (exit 132); `import edgeser` exits 132" in died
 
 
+def test_pi_md_checks_an_extra_backend_without_edgeser_score(tmp_path):
+    results = tmp_path / "results"
+    run_report(tmp_path, lambda x86: x86)  # leaves the default backend's files in results
+    out = tmp_path / "PI-numpy.md"
+    argv = ["--results", str(results), "--userlands", "arm64:pi-64bit:cortex-a72"]
+    report.main([*argv, "--backends", "numpy", "--out", str(out)])
+    assert out.read_text().rstrip().endswith("FAIL")  # the numpy run left nothing
+    x86 = json.loads((results / "x86_64.json").read_text())
+    (results / "cortex-a72.numpy.json").write_text(json.dumps({**x86, "backend": "numpy"}))
+    (results / "cortex-a72.numpy.rc").write_text("0\n")
+    report.main([*argv, "--backends", "numpy", "--out", str(out)])
+    text = out.read_text()
+    assert "| `cortex-a72` (Pi 4, 400, CM4) | numpy |" in text
+    assert text.rstrip().splitlines()[-1] == "ok"
+
+
 def test_cpuinfo_names_the_board_and_core():
     assert cpuinfo_field("CPU part", PI4_CPUINFO) == "0xd08"
     assert core(PI4_CPUINFO) == "Cortex-A72"

@@ -4,7 +4,7 @@
 # benchmarks/pi/parity.py under each Pi core (QEMU_CPU), compares with this x86 host and writes
 # benchmarks/PI.md, whose last line says ok or FAIL. Needs root and Debian's apt.
 #
-#   sudo benchmarks/pi/check.sh          # first run ~20-30 min (debootstrap, apt, pip)
+#   sudo benchmarks/pi/check.sh          # first run ~20-30 min (debootstrap, apt, pip), then ~2 min
 #   EDGESER_PI_STORE=/some/dir benchmarks/pi/check.sh  # where userlands live (not the repo)
 #   PYTHON=/path/to/venv/bin/python ...  # the host Python with edgeser installed (x86 reference)
 set -euo pipefail
@@ -15,6 +15,9 @@ CHROOT=$(command -v chroot)  # env -i below gives the userland a Pi user's PATH
 SUITE=trixie
 # userland = Debian arch : Pi OS flavour (README block) : Pi cores to run under
 USERLANDS=("arm64:pi-64bit:cortex-a72 cortex-a53 cortex-a76" "armhf:pi-32bit:cortex-a7")
+# Backends parity.py also runs with, besides load's default, where this checkout's
+# edgeser.load takes a `backend` argument (else they are skipped, and the log says so).
+read -ra EXTRA_BACKENDS <<<"${EDGESER_PI_BACKENDS:-numpy}"
 export DEBIAN_FRONTEND=noninteractive LC_ALL=C.UTF-8
 mkdir -p "$STORE/results"
 log() { echo "[pi-check $(date -u +%H:%M:%S)] $*" >&2; }
@@ -179,6 +182,25 @@ install_checkout() {
     echo "$stamp" >"$root/.edgeser-installed"
 }
 
+has_backend() {
+    # Whether this checkout's edgeser.load takes a backend argument (asked of the x86 install).
+    "$PYTHON" -c 'import inspect, sys, edgeser
+sys.exit("backend" not in inspect.signature(edgeser.load).parameters)' >/dev/null 2>&1
+}
+
+backend_checks() {
+    # parity.py with edgeser.load(backend=$3) under core $2 of userland $1.
+    local root=$1 cpu=$2 backend=$3 out="$STORE/results/$2.$3"
+    log "under $cpu: benchmarks/pi/parity.py with backend $backend"
+    if in_userland "$root" "$cpu" \
+        "~/edgeser-venv/bin/python benchmarks/pi/parity.py examples/speech.wav $backend" \
+        >"$out.json" 2>"$out.err" </dev/null; then
+        echo 0 >"$out.rc"
+    else
+        echo $? >"$out.rc"
+    fi
+}
+
 core_checks() {
     # The README's `edgeser score` line and parity.py under core $2 of userland $1.
     local root=$1 cpu=$2 score_line=$3 out="$STORE/results/$2"
@@ -222,6 +244,12 @@ rm -f "$STORE"/results/*
 # The x86 reference: the same script and command on this host.
 "$PYTHON" benchmarks/pi/parity.py examples/speech.wav >"$STORE/results/x86_64.json"
 "$PYTHON" -m edgeser score examples/speech.wav >"$STORE/results/x86_64.score"
+backends=()
+for backend in "${EXTRA_BACKENDS[@]}"; do
+    if has_backend; then backends+=("$backend"); else
+        log "backend $backend: this checkout's edgeser.load takes no backend argument; skipped"
+    fi
+done
 status=0
 for entry in "${USERLANDS[@]}"; do  # build, mount and install one userland after the other
     IFS=: read -r arch block cpus <<<"$entry"
@@ -238,12 +266,16 @@ for entry in "${USERLANDS[@]}"; do  # then every core's checks side by side
     for cpu in $cpus; do
         core_checks "$root" "$cpu" "$(readme_block "$block" | grep 'edgeser score')" &
         jobs+=($!)
+        for backend in "${backends[@]}"; do
+            backend_checks "$root" "$cpu" "$backend" &
+            jobs+=($!)
+        done
     done
     if [ "$arch" = arm64 ]; then broken_wheel_check "$root" & jobs+=($!); fi
 done
 for job in "${jobs[@]}"; do wait "$job" || status=1; done
 unmount_all
 "$PYTHON" -m benchmarks.pi.report --results "$STORE/results" --userlands "${USERLANDS[@]}" \
-    --out benchmarks/PI.md || status=1
+    --backends "${backends[@]}" --out benchmarks/PI.md || status=1
 tail -n 1 benchmarks/PI.md
 exit "$status"

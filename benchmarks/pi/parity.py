@@ -1,6 +1,7 @@
 """The runtime on one machine, as JSON: versions, and the readings of ``load`` / ``predict`` /
 ``score_file`` / a ``Stream`` fed from a file. Runs with the runtime only (no repository
-import), so it runs the same on x86 and inside an ARM userland: ``python parity.py AUDIO``."""
+import), so it runs the same on x86 and inside an ARM userland: ``python parity.py AUDIO
+[BACKEND]`` (BACKEND: passed to ``edgeser.load(backend=...)``; default: load's own choice)."""
 
 from __future__ import annotations
 
@@ -45,14 +46,15 @@ def adv_rows(readings: list[edgeser.Reading]) -> list[list[float | None]]:
     return [[None if np.isnan(v) else float(v) for v in r.adv] for r in readings]
 
 
-def check(audio: str) -> dict[str, Any]:
+def check(audio: str, backend: str | None = None) -> dict[str, Any]:
     """Every runtime entry point on ``audio``: the readings to compare across machines."""
-    model = edgeser.load()
+    model = edgeser.load() if backend is None else edgeser.load(backend=backend)
     signal, rate = soundfile.read(audio, dtype="float32")
     doubled = np.repeat(signal, 3)  # 3x the rate: predict must resample (soxr) to 16 kHz
     with edgeser.Stream(model, edgeser.FileSource(audio)) as stream:
         streamed = list(stream)
     return {
+        "backend": backend or "default",
         "machine": platform.machine(),
         "python": platform.python_version(),
         "versions": versions(),
@@ -66,4 +68,4 @@ def check(audio: str) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    print(json.dumps(check(sys.argv[1])))
+    print(json.dumps(check(sys.argv[1], sys.argv[2] if len(sys.argv) > 2 else None)))

@@ -23,6 +23,7 @@ REPO = Path(__file__).resolve().parents[2]
 TOLERANCE = 2e-3
 # edgeser score prints 4 decimals, so its numbers may differ by one more rounding step.
 PRINTED_TOLERANCE = TOLERANCE + 1e-4
+DEFAULT_BACKEND = "default"
 PARTS = ("predict", "predict_resampled", "score_file_windows", "score_file_aggregate", "stream")
 PI_OF_CORE = {
     "cortex-a53": "Pi 3, Zero 2 W",
@@ -39,6 +40,7 @@ class CoreResult:
     flavour: str
     arch: str
     core: str
+    backend: str  # "default" (load's own choice, as a user gets it) or the backend asked for
     rc: int | None
     check: dict[str, Any] | None
     score_diff: float | None
@@ -51,7 +53,8 @@ class CoreResult:
         """Why this core failed ("" when it did not): the first check that did not hold."""
         if self.rc != 0 or self.check is None:
             return f"exit {self.rc}: {self.error}"
-        if self.score_diff is None or self.score_diff > PRINTED_TOLERANCE:
+        score_far = self.score_diff is None or self.score_diff > PRINTED_TOLERANCE
+        if self.backend == DEFAULT_BACKEND and score_far:
             return "`edgeser score` printed other numbers than x86"
         far = [p for p in PARTS if self.part_diffs.get(p, math.inf) > TOLERANCE]
         return f"{', '.join(far)} differ from x86 by more than {TOLERANCE:g}" if far else ""
@@ -95,21 +98,31 @@ def read_text(path: Path) -> str:
     return path.read_text() if path.exists() else ""
 
 
-def load_core(results: Path, flavour: str, arch: str, core: str, x86: dict[str, Any]) -> CoreResult:
-    """The result of one core's run, compared part by part with the x86 reference."""
-    rc_text = read_text(results / f"{core}.rc").strip()
-    check_text = read_text(results / f"{core}.json").strip()
+def load_core(
+    results: Path,
+    flavour: str,
+    arch: str,
+    core: str,
+    x86: dict[str, Any],
+    backend: str = DEFAULT_BACKEND,
+) -> CoreResult:
+    """The result of one core's run (with one backend), compared part by part with the x86
+    reference (load's default there)."""
+    stem = core if backend == DEFAULT_BACKEND else f"{core}.{backend}"
+    rc_text = read_text(results / f"{stem}.rc").strip()
+    check_text = read_text(results / f"{stem}.json").strip()
     check = json.loads(check_text.splitlines()[-1]) if check_text else None
     diffs = {p: max_abs_diff(check[p], x86[p]) for p in PARTS} if check else {}
-    err = read_text(results / f"{core}.err").strip().splitlines()
+    err = read_text(results / f"{stem}.err").strip().splitlines()
     return CoreResult(
         flavour=flavour,
         arch=arch,
         core=core,
+        backend=backend,
         rc=int(rc_text) if rc_text else None,
         check=check,
         score_diff=score_diff(
-            read_text(results / f"{core}.score"), read_text(results / "x86_64.score")
+            read_text(results / f"{stem}.score"), read_text(results / "x86_64.score")
         ),
         part_diffs=diffs,
         error=err[-1] if err else "",
@@ -195,6 +208,7 @@ def render(
                     c.flavour,
                     f"Debian trixie {c.arch}",
                     f"`{c.core}` ({PI_OF_CORE.get(c.core, '?')})",
+                    c.backend,
                     c.check["python"] if c.check else "-",
                     v.get("numpy") or "-",
                     onnxruntime_build(c.check) if c.check else "-",
@@ -230,11 +244,14 @@ def render(
             "",
             f"Columns `score` to `stream`: the largest |Pi - x86| of the readings (A/D/V); "
             f"a row is ok when every one is at most {TOLERANCE:g} ({PRINTED_TOLERANCE:g} for "
-            "the 4-decimal `edgeser score` output) and nothing failed.",
+            "the 4-decimal `edgeser score` output) and nothing failed. Backend `default` is "
+            "what `edgeser.load()` picks, as a user gets it; a row with another backend runs "
+            "parity.py with `edgeser.load(backend=...)` (no `edgeser score`) against the same "
+            "x86 reference.",
             "",
-            "| Pi OS | userland | core | Python | numpy | onnxruntime | soxr | soundfile "
-            "| score | predict | predict 48k | windows | aggregate | stream | result |",
-            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- "
+            "| Pi OS | userland | core | backend | Python | numpy | onnxruntime | soxr "
+            "| soundfile | score | predict | predict 48k | windows | aggregate | stream | result |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- "
             "| --- | --- |",
             *rows,
             "",
@@ -263,12 +280,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.pi.report", description=__doc__)
     parser.add_argument("--results", type=Path, required=True, help="check.sh's results folder")
     parser.add_argument("--userlands", nargs="+", required=True, help="arch:flavour:cores specs")
+    parser.add_argument(
+        "--backends", nargs="*", default=[], help="backends run besides load's default"
+    )
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "PI.md")
     args = parser.parse_args(argv)
     x86 = json.loads(read_text(args.results / "x86_64.json"))
     cores = [
-        load_core(args.results, flavour, arch, core, x86)
+        load_core(args.results, flavour, arch, core, x86, backend)
         for flavour, arch, core in userland_cores(args.userlands)
+        for backend in [DEFAULT_BACKEND, *args.backends]
     ]
     arm64 = any(arch == "arm64" for _, arch, _ in userland_cores(args.userlands))
     broken = load_broken_wheel(args.results) if arm64 else None
