@@ -1,6 +1,8 @@
 """``python -m benchmarks [--quick] [--threads N] [--config TOML] [--out DIR]``: measure
 everything and write RESULTS.md, results.json and latency.png (default: into benchmarks/;
-with --quick into runs/benchmarks-quick/, never over the committed results)."""
+with --quick into runs/benchmarks-quick/, never over the committed results).
+``python -m benchmarks --pi-report``: time the bundled model here (a Raspberry Pi) and print the
+lines to paste into an issue; it needs the runtime only."""
 
 from __future__ import annotations
 
@@ -9,10 +11,6 @@ import dataclasses
 import shlex
 import sys
 from pathlib import Path
-
-from .config import REPO, RESULTS_DIR, BenchConfig
-from .report import write_all
-from .run import run
 
 PROG = "python -m benchmarks"
 
@@ -25,13 +23,25 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--out",
         type=Path,
-        help="output folder (default benchmarks/; --quick: runs/benchmarks-quick/)"
+        help="output folder (default benchmarks/; --quick: runs/benchmarks-quick/)",
+    )
+    parser.add_argument(
+        "--pi-report", action="store_true", help="time the bundled model, print lines to paste"
     )
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.pi_report:  # on a Pi: no torch, so none of the workstation benchmark is imported
+        from .pi_report import format_report, gather
+
+        print(format_report(gather()))
+        return 0
+    from .config import REPO, RESULTS_DIR, BenchConfig
+    from .report import write_all
+    from .run import run
+
     config = BenchConfig.from_toml(args.config) if args.config else BenchConfig()
     if args.quick:
         config = config.quickened()

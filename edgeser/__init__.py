@@ -4,7 +4,15 @@
 ``model.score_file(path)`` a file, or iterate an ``edgeser.Stream`` over live audio.
 """
 
-from .errors import AudioError, AudioFileError, ConfigError, DeviceError, EdgeserError, ModelError
+from .errors import (
+    AudioError,
+    AudioFileError,
+    ConfigError,
+    DependencyError,
+    DeviceError,
+    EdgeserError,
+    ModelError,
+)
 from .model import Model, load
 from .readings import FileScore, Reading
 from .sources import BlockSource, DeviceSource, FileSource
@@ -18,6 +26,7 @@ __all__ = [
     "AudioFileError",
     "BlockSource",
     "ConfigError",
+    "DependencyError",
     "DeviceError",
     "DeviceSource",
     "EdgeserError",

@@ -25,3 +25,7 @@ class DeviceError(EdgeserError):
 
 class ConfigError(EdgeserError, ValueError):
     """A setting is out of range, of the wrong type, or unknown (window, hop, threads, TOML)."""
+
+
+class DependencyError(EdgeserError, ImportError):
+    """A runtime dependency is installed as a build known not to run here (what to do: named)."""

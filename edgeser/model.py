@@ -34,6 +34,7 @@ from .errors import AudioError, AudioFileError, ConfigError, ModelError
 from .incremental import IncrementalGraph, IncrementalScorer
 from .levels import at_model_level
 from .numpy_backend import NumpySession
+from .onnxruntime_build import without_schema_noise
 from .readings import FileScore, Reading, aggregate
 from .scoring import Scorer, WindowScorer
 from .vad import NoiseFloorVad, VoiceGate
@@ -260,9 +261,10 @@ def _open_session(path: Path, threads: int, backend: str = ONNXRUNTIME) -> Sessi
     options.log_severity_level = 3  # errors only: no warnings on the console
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     try:
-        return ort.InferenceSession(
-            str(path), sess_options=options, providers=["CPUExecutionProvider"]
-        )
+        with without_schema_noise():
+            return ort.InferenceSession(
+                str(path), sess_options=options, providers=["CPUExecutionProvider"]
+            )
     except Exception as exc:  # onnxruntime's load errors share no useful base class
         raise ModelError(f"{path}: not a loadable ONNX model ({_first_line(exc)})") from None
 

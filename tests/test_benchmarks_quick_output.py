@@ -16,7 +16,7 @@ def test_a_quick_run_asked_to_write_over_the_committed_results_refuses(capsys, m
     def no_run(*args):
         raise AssertionError("nothing is measured")
 
-    monkeypatch.setattr("benchmarks.__main__.run", no_run)
+    monkeypatch.setattr("benchmarks.run.run", no_run)  # imported by main() when it runs
     assert main(["--quick", "--out", str(REPO / "benchmarks")]) == 2
     assert "do not overwrite benchmarks/" in capsys.readouterr().err
 
