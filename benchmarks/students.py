@@ -13,7 +13,7 @@ from pathlib import Path
 
 import onnx
 import torch
-from edgeser.distill.student import StudentConfig, Wav2Small, count_parameters
+from edgeser.distill.student import StudentConfig, Wav2Small, build_student, count_parameters
 from edgeser.export.onnx_export import export_onnx, set_metadata
 from edgeser.export.parity import probe_signals
 from edgeser.export.quantize import quantize_int8
@@ -65,7 +65,8 @@ def bundled_students(window_s: float) -> list[StudentFile]:
     arch = dict(parse_metadata(meta).card.get("architecture", {}))
     params = arch.pop("parameters", None)
     fields = {k: v for k, v in arch.items() if k in StudentConfig.__dataclass_fields__}
-    macs = window_macs(Wav2Small(StudentConfig(**fields)).eval(), window_s) if fields else None
+    student = build_student(StudentConfig(**fields), fresh=False).eval() if fields else None
+    macs = window_macs(student, window_s) if student is not None else None
     return [StudentFile("bundled default (int8)", BUNDLED, params, macs, "bundled default model")]
 
 
