@@ -68,9 +68,16 @@ class LabelStore:
         return self.meta["teacher_id"]
 
     @classmethod
-    def open(cls, root: str | Path, teacher_id: str | None = None, teacher: str = "") -> LabelStore:
+    def open(
+        cls,
+        root: str | Path,
+        teacher_id: str | None = None,
+        teacher: str = "",
+        members: list[dict] | None = None,
+    ) -> LabelStore:
         """Open a store. With ``teacher_id`` it is created when absent and must match when
-        present (StoreError otherwise); without, it must already exist (for reading)."""
+        present (StoreError otherwise); without, it must already exist (for reading).
+        ``members``: an ensemble teacher's members (spec, id, calibration), recorded."""
         root = Path(root)
         meta_path = root / META_FILE
         if not meta_path.exists():
@@ -84,6 +91,8 @@ class LabelStore:
                 "teacher": teacher,
                 "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             }
+            if members:
+                meta["members"] = members
             _create_once(meta_path, json.dumps(meta, indent=2))
         store = cls(root, _read_meta(meta_path))
         if teacher_id is not None:
