@@ -1,5 +1,5 @@
-"""``python -m benchmarks [--quick] [--threads N] [--config TOML] [--out DIR]``: measure
-everything and write RESULTS.md, results.json and latency.png (default: into benchmarks/)."""
+"""``python -m benchmarks [--quick] [--threads N] [--config TOML] [--out DIR] [--student ONNX]``:
+measure everything and write RESULTS.md, results.json and latency.png (default: benchmarks/)."""
 
 from __future__ import annotations
 
@@ -20,6 +20,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, help="also measure on N threads (1 always)")
     parser.add_argument("--config", type=Path, help="TOML file with a [bench] table")
     parser.add_argument("--out", type=Path, help="output folder (default: benchmarks/)")
+    parser.add_argument(
+        "--student",
+        action="append",
+        default=[],
+        metavar="ONNX",
+        help="also time this trained student file (repeatable)",
+    )
     return parser.parse_args(argv)
 
 
@@ -30,6 +37,8 @@ def main(argv: list[str] | None = None) -> int:
         config = config.quickened()
     if args.threads is not None:
         config = dataclasses.replace(config, threads=args.threads)
+    if args.student:
+        config = dataclasses.replace(config, students=[*config.students, *args.student])
     if args.out is not None:
         config = dataclasses.replace(config, out_dir=str(args.out.resolve()))
     command = shlex.join(["python", "-m", "benchmarks", *(sys.argv[1:] if argv is None else argv)])

@@ -3,7 +3,8 @@
     python -m benchmarks.quality            (from the repository root)
 
 For the reference teacher, the fp32 student, the int8 student (through the edgeser runtime),
-a student trained on the labels without a teacher, and a loudness-only baseline: CCC per labelled
+a student trained on the labels without a teacher, a student of the published Wav2Small
+architecture distilled the same way (fp32 and int8), and a loudness-only baseline: CCC per labelled
 dimension against the label targets (``edgeser.distill.targets``), the arousal AUC (anger,
 happiness, fear vs sadness, calm, neutral; baved high vs low) and the valence AUC (happiness vs
 anger, sadness, fear, disgust). Writes ``benchmarks/quality.md`` and ``benchmarks/quality.json``.
@@ -39,6 +40,8 @@ REPO = Path(__file__).resolve().parents[1]
 CORPORA = ("ravdess", "baved", "turev")
 FRAME, HOP = 400, 160  # 25 ms frames every 10 ms for the loudness baseline
 Predictor = Callable[[list[np.ndarray]], np.ndarray]
+PUBLISHED_FP32 = "published-architecture student fp32 (distilled)"
+PUBLISHED_INT8 = "published-architecture student int8 (runtime)"
 
 
 def mean_energy_db(audio: np.ndarray) -> float:
@@ -168,6 +171,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--student", default="runs/default/student/student.pt")
     p.add_argument("--int8", default="edgeser/models/default.onnx")
     p.add_argument("--no-teacher", default="runs/no_teacher/student/student.pt")
+    p.add_argument(
+        "--published-student",
+        default="runs/published/student/student.pt",
+        help="a wav2small-published student distilled the same way (examples/"
+        "make_published_student.sh)",
+    )
+    p.add_argument("--published-int8", default="runs/published/export/published.int8.onnx")
     p.add_argument("--out", default="benchmarks/quality", help="writes OUT.md and OUT.json")
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args(argv)
@@ -185,6 +195,8 @@ def main(argv: list[str] | None = None) -> int:
         "student fp32 (distilled)": (args.student, torch_student),
         "student int8 (runtime)": (args.int8, runtime_model),
         "student fp32 (labels, no teacher)": (args.no_teacher, torch_student),
+        PUBLISHED_FP32: (args.published_student, torch_student),
+        PUBLISHED_INT8: (args.published_int8, runtime_model),
     }
     results, models, missing = {}, {}, {}
     for name, (path, loader) in loaders.items():
