@@ -30,7 +30,7 @@ test -f runs/default/train.csv || stage manifest python -m edgeser.distill.refer
 stage label edgeser-distill label --config configs/default.toml   # the default's labels
 stage train edgeser-distill train --config configs/published_student.toml
 stage eval edgeser-distill eval --config configs/published_student.toml
-stage quality_fp32 python -m benchmarks.quality --int8 none --published-int8 none \
+stage quality_fp32 python -m benchmarks.quality --corpora "$CORPORA" --int8 none --published-int8 none \
     --out runs/published/quality_fp32
 stage card python -m edgeser.distill.default_bundle runs/published/student/student.pt \
     runs/published/published.pt --quality runs/published/quality_fp32.json \
@@ -40,5 +40,5 @@ stage export edgeser-export runs/published/published.pt --out runs/published/exp
     --int8 --calibration runs/default/train.csv --check
 stage write_back python -m edgeser.distill.wav2small_published runs/published/published.pt \
     runs/published/wav2small-layout
-stage quality python -m benchmarks.quality
+stage quality python -m benchmarks.quality --corpora "$CORPORA"
 cat "$TIMINGS"
