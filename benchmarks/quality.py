@@ -40,6 +40,7 @@ REPO = Path(__file__).resolve().parents[1]
 CORPORA = ("ravdess", "baved", "turev")
 FRAME, HOP = 400, 160  # 25 ms frames every 10 ms for the loudness baseline
 Predictor = Callable[[list[np.ndarray]], np.ndarray]
+DEFAULT_FP32, DEFAULT_INT8 = "student fp32 (distilled)", "student int8 (runtime)"
 PUBLISHED_FP32 = "published-architecture student fp32 (distilled)"
 PUBLISHED_INT8 = "published-architecture student int8 (runtime)"
 
@@ -159,9 +160,58 @@ def markdown(report: dict[str, Any]) -> str:
     lines += ["", "## Mean CCC over labelled dimensions, averaged over corpora", ""]
     lines += ["| model | score |", "| --- | --- |"]
     lines += [f"| {k} | {fmt(v['score'])} |" for k, v in report["results"].items()]
+    lines += published_comparison(report)
     lines += ["", "## Models", ""]
     lines += [f"- {k}: `{v}`" for k, v in report["models"].items()]
     return "\n".join(lines) + "\n"
+
+
+def published_comparison(report: dict[str, Any]) -> list[str]:
+    """Markdown lines comparing the published-architecture student with the default, corpus
+    by corpus (mean CCC over labelled dimensions and both AUCs), when both were scored."""
+    results = report["results"]
+    pairs = [
+        (f"{kind} (mean CCC)", a, b, "ccc_mean")
+        for kind, a, b in (
+            ("int8", DEFAULT_INT8, PUBLISHED_INT8),
+            ("fp32", DEFAULT_FP32, PUBLISHED_FP32),
+        )
+        if a in results and b in results
+    ]
+    if not pairs:
+        return []
+    lines = [
+        "",
+        "## Published architecture vs the bundled default",
+        "",
+        "Both students distilled from the same teacher on the same labels with the same "
+        "settings (`configs/default.toml`, `configs/published_student.toml`); only the "
+        "architecture differs. Size, MACs and latency: [RESULTS.md](RESULTS.md).",
+        "",
+        "| corpus | figure | default | published | published - default |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    worse = []
+    for corpus in report["corpora"]:
+        for label, a, b, key in pairs:
+            da, db = results[a][corpus][key], results[b][corpus][key]
+            lines.append(f"| {corpus} | {label} | {fmt(da)} | {fmt(db)} | {db - da:+.3f} |")
+            if label.startswith("int8") and db < da:
+                worse.append(corpus)
+        kind, a, b = pairs[0][0].split()[0], pairs[0][1], pairs[0][2]
+        for dim in ("arousal", "valence"):
+            da, db = results[a][corpus][f"auc_{dim}"], results[b][corpus][f"auc_{dim}"]
+            if np.isfinite(da) and np.isfinite(db):
+                lines.append(
+                    f"| {corpus} | {kind} (AUC {dim}) | {fmt(da)} | {fmt(db)} | {db - da:+.3f} |"
+                )
+    verdict = (
+        f"has a lower int8 mean CCC than the default on {', '.join(worse)}"
+        if worse
+        else "is at least as good as the default (int8 mean CCC) on every corpus"
+    )
+    lines += ["", f"The published-architecture student {verdict}."]
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -192,8 +242,8 @@ def main(argv: list[str] | None = None) -> int:
         dev[corpus] = (rows, [read_audio(r.audio) for r in tqdm(rows, f"decode {corpus}")])
     loaders: dict[str, tuple[str, Callable[[Path], Predictor]]] = {
         "reference teacher": (args.teacher, reference_teacher),
-        "student fp32 (distilled)": (args.student, torch_student),
-        "student int8 (runtime)": (args.int8, runtime_model),
+        DEFAULT_FP32: (args.student, torch_student),
+        DEFAULT_INT8: (args.int8, runtime_model),
         "student fp32 (labels, no teacher)": (args.no_teacher, torch_student),
         PUBLISHED_FP32: (args.published_student, torch_student),
         PUBLISHED_INT8: (args.published_int8, runtime_model),
