@@ -250,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
         model, meta = load_student(args.checkpoint)
     except (OSError, ValueError) as exc:
         parser.exit(2, f"{parser.prog}: error: {exc}\n")
-    if not isinstance(model, PublishedWav2Small):
+    if model.config.variant != CONFIG.variant:  # (not isinstance: under -m this is __main__)
         parser.exit(2, f"{parser.prog}: error: {args.checkpoint} is a {model.config.variant} "
                        f"student, not {PRESET}\n")  # fmt: skip
     save_published(model, args.out, **meta)
