@@ -46,6 +46,7 @@ PUBLISHED_META: dict[str, Any] = {
     "metrics": f"not measured by edgeser; see the {HUB_ID} model card and the Wav2Small paper "
     "(Kounadis-Bastian et al., 2024, arXiv:2408.13920)",
 }
+CHECKPOINT_SUFFIXES = (".pt", ".pth")  # a missing file of these is a typo, not a hub id
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
@@ -68,7 +69,7 @@ def load_source(path: Path) -> ExportSource:
         return ExportSource(model, meta, path)
     if path.is_dir():
         return import_folder(path, str(path))
-    if _HUB_ID.match(str(path)):
+    if _HUB_ID.match(str(path)) and path.suffix not in CHECKPOINT_SUFFIXES:
         return import_folder(download(str(path)), str(path))
     raise ExportError(
         f"{path}: no such checkpoint file, folder or hub id (expected a student checkpoint "

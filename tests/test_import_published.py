@@ -198,7 +198,12 @@ def test_a_broken_folder_is_refused_in_one_line_naming_the_problem(
     assert err.count("\n") == 1 and not (tmp_path / "out").exists()
 
 
-def test_a_path_that_is_neither_file_folder_nor_hub_id_is_a_clear_error(tmp_path, capsys):
-    code = export_main([str(tmp_path / "nothing" / "here"), "--out", str(tmp_path / "o")])
+@pytest.mark.parametrize("missing", ["/nothing/here", "runs/missing/student.pt"])
+def test_a_path_that_is_neither_file_folder_nor_hub_id_is_a_clear_error(
+    missing: str, tmp_path, capsys, monkeypatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("huggingface_hub.snapshot_download", pytest.fail)  # never asked
+    code = export_main([missing, "--out", str(tmp_path / "o")])
     err = capsys.readouterr().err
-    assert code == 2 and "no such checkpoint file, folder or hub id" in err
+    assert code == 2 and f"{missing}: no such checkpoint file, folder or hub id" in err
