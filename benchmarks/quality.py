@@ -166,6 +166,24 @@ def markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def carry_over(earlier: dict[str, Any] | None, name: str, path: str) -> tuple | None:
+    """(scores, model note) of ``name`` from an earlier report that scored the same file,
+    the note saying where the scores come from; None when it has none."""
+    if not earlier or earlier["models"].get(name) != path or name not in earlier["results"]:
+        return None
+    m = earlier["machine"]
+    note = f"{path} (absent here: scores carried over from the run of {m['date_utc']}, "
+    note += f"git {m['git']})"
+    return nan_for_null(earlier["results"][name]), note
+
+
+def nan_for_null(value: Any) -> Any:
+    """The inverse of ``finite_or_null``: JSON nulls back to NaN."""
+    if isinstance(value, dict):
+        return {k: nan_for_null(v) for k, v in value.items()}
+    return float("nan") if value is None else value
+
+
 def published_comparison(report: dict[str, Any]) -> list[str]:
     """Markdown lines comparing the published-architecture student with the default, corpus
     by corpus (mean CCC over labelled dimensions and both AUCs), when both were scored."""
@@ -228,6 +246,11 @@ def main(argv: list[str] | None = None) -> int:
         "make_published_student.sh)",
     )
     p.add_argument("--published-int8", default="runs/published/export/published.int8.onnx")
+    p.add_argument(
+        "--earlier",
+        help="an earlier quality.json: the scores of models whose files are absent here are "
+        "carried over from it, and marked so",
+    )
     p.add_argument("--out", default="benchmarks/quality", help="writes OUT.md and OUT.json")
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args(argv)
@@ -249,9 +272,13 @@ def main(argv: list[str] | None = None) -> int:
         PUBLISHED_INT8: (args.published_int8, runtime_model),
     }
     results, models, missing = {}, {}, {}
+    earlier = json.loads(Path(args.earlier).read_text()) if args.earlier else None
     for name, (path, loader) in loaders.items():
         if not Path(path).is_file():
-            missing[name] = f"{path} is absent"
+            if carried := carry_over(earlier, name, path):
+                results[name], models[name] = carried
+            else:
+                missing[name] = f"{path} is absent"
             continue
         print(f"scoring {name} ({path})", flush=True)
         results[name], models[name] = evaluate(loader(Path(path)), dev), path

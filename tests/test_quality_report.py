@@ -71,3 +71,20 @@ def test_the_published_student_is_compared_with_the_default_corpus_by_corpus():
     assert "has a lower int8 mean CCC than the default on turev." in text
     report["results"]["published-architecture student int8 (runtime)"]["turev"]["ccc_mean"] = 0.5
     assert "at least as good as the default (int8 mean CCC) on every corpus" in markdown(report)
+
+
+def test_scores_of_an_absent_file_are_carried_over_only_from_a_run_of_that_file():
+    from benchmarks.quality import carry_over
+
+    earlier = {
+        "machine": {"date_utc": "2026-11-26 15:28 UTC", "git": "0dbe99c"},
+        "models": {"m": "runs/m.pt"},
+        "results": {"m": {"ravdess": {"ccc_mean": 0.2, "auc_valence": None}, "score": 0.2}},
+    }
+    scores, note = carry_over(earlier, "m", "runs/m.pt")
+    assert scores["ravdess"]["ccc_mean"] == 0.2 and np.isnan(scores["ravdess"]["auc_valence"])
+    expected = "runs/m.pt (absent here: scores carried over from the run of "
+    assert note == expected + "2026-11-26 15:28 UTC, git 0dbe99c)"
+    assert carry_over(earlier, "m", "runs/other.pt") is None  # another file: not its scores
+    assert carry_over(earlier, "n", "runs/m.pt") is None
+    assert carry_over(None, "m", "runs/m.pt") is None
