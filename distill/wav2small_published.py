@@ -34,7 +34,7 @@ from torch import nn
 from .student import SAMPLE_RATE, StudentConfig, load_student
 
 PRESET = "wav2small-published"
-CONFIG = StudentConfig(variant="published", n_conv=7, pool_after=3)
+CONFIG = StudentConfig.preset(PRESET)
 HALF_MEL = CONFIG.n_mels // 2
 FEATURES = 2 * CONFIG.channels * HALF_MEL  # 338
 WEIGHTS_FILE = "model.safetensors"

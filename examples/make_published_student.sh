@@ -40,5 +40,5 @@ stage export edgeser-export runs/published/published.pt --out runs/published/exp
     --int8 --calibration runs/default/train.csv --check
 stage write_back python -m edgeser.distill.wav2small_published runs/published/published.pt \
     runs/published/wav2small-layout
-stage quality python -m benchmarks.quality --corpora "$CORPORA"
+stage quality python -m benchmarks.quality --corpora "$CORPORA" --earlier benchmarks/quality.json
 cat "$TIMINGS"
