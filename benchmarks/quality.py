@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 import time
 from collections.abc import Callable
@@ -204,7 +205,8 @@ def published_comparison(report: dict[str, Any]) -> list[str]:
         "",
         "Both students distilled from the same teacher on the same labels with the same "
         "settings (`configs/default.toml`, `configs/published_student.toml`); only the "
-        "architecture differs. Size, MACs and latency: [RESULTS.md](RESULTS.md).",
+        "architecture differs. Size, MACs and latency: [published/RESULTS.md]"
+        "(published/RESULTS.md) (`python -m benchmarks --student ONNX`).",
         "",
         "| corpus | figure | default | published | published - default |",
         "| --- | --- | --- | --- | --- |",
@@ -253,7 +255,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--out", default="benchmarks/quality", help="writes OUT.md and OUT.json")
     p.add_argument("--threads", type=int, default=1)
-    args = p.parse_args(argv)
+    given = sys.argv[1:] if argv is None else argv  # recorded in the report as run
+    args = p.parse_args(given)
     torch.set_num_threads(args.threads)
     started = time.time()
     if not Path(args.corpora, "ravdess").is_dir():
@@ -289,7 +292,7 @@ def main(argv: list[str] | None = None) -> int:
     results["loudness baseline, random gain"] = evaluate(with_random_gain(loudness), dev)
     models["loudness baseline, random gain"] = "the same on clips at a random gain (+-12 dB)"
     report = {
-        "command": "python -m benchmarks.quality" + "".join(f" {a}" for a in (argv or [])),
+        "command": shlex.join(["python", "-m", "benchmarks.quality", *given]),
         "machine": machine_info(REPO),
         "seconds": time.time() - started,
         "corpora": list(CORPORA),
