@@ -21,9 +21,9 @@ from .onnx_export import load_checkpoint
 
 HUB_ID = "audeering/wav2small"
 PUBLISHED_LICENCE = "CC BY-NC-SA 4.0"
-# Parity of an imported model against a plain PyTorch forward of the published layout: A/D/V
-# (about 0..1) to 1e-5 absolute, the embedding (whose z z^T half can be large) to 1e-5 of its
-# largest magnitude, i.e. float32's relative precision.
+# Parity of an imported model against a plain PyTorch forward of the published layout: each
+# output to 1e-5 of max(1, its largest magnitude): absolute for A/D/V (about 0..1), relative
+# for the embedding (whose z z^T half can be large: float32's relative precision).
 IMPORT_MAX_DIFF = 1e-5
 SCALED_MEASURE = "|onnx - torch| / max(1, largest |torch|), per output"
 NO_STREAMING = (

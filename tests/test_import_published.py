@@ -207,3 +207,21 @@ def test_a_path_that_is_neither_file_folder_nor_hub_id_is_a_clear_error(
     code = export_main([missing, "--out", str(tmp_path / "o")])
     err = capsys.readouterr().err
     assert code == 2 and f"{missing}: no such checkpoint file, folder or hub id" in err
+
+
+def test_the_runtime_runs_the_imported_model_without_librosa_or_torch(
+    exported: dict[str, Path],
+) -> None:
+    """The filterbank is a constant in the graph: scoring imports no workstation library."""
+    script = (
+        "import sys, numpy as np, edgeser\n"
+        "m = edgeser.load(sys.argv[1])\n"
+        "m.predict(np.sin(np.arange(32000) / 9).astype(np.float32), 16000)\n"
+        "print(sorted({n.split('.')[0] for n in sys.modules} & {'librosa', 'torch', 'onnx'}))\n"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", script, str(exported["wav2small.int8.onnx"])],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == "[]"
