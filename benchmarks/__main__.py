@@ -1,6 +1,6 @@
-"""``python -m benchmarks [--quick] [--threads N] [--config TOML] [--out DIR]``: measure
-everything and write RESULTS.md, results.json and latency.png (default: into benchmarks/;
-with --quick into runs/benchmarks-quick/, never over the committed results).
+"""``python -m benchmarks [--quick] [--threads N] [--config TOML] [--out DIR] [--student ONNX]``:
+measure everything and write RESULTS.md, results.json and latency.png (default: into
+benchmarks/; with --quick into runs/benchmarks-quick/, never over the committed results).
 ``python -m benchmarks --pi-report``: time the bundled model here (a Raspberry Pi) and print the
 lines to paste into an issue; it needs the runtime only."""
 
@@ -28,6 +28,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--pi-report", action="store_true", help="time the bundled model, print lines to paste"
     )
+    parser.add_argument(
+        "--student",
+        action="append",
+        default=[],
+        metavar="ONNX",
+        help="also time this trained student file (repeatable)",
+    )
     return parser.parse_args(argv)
 
 
@@ -47,6 +54,8 @@ def main(argv: list[str] | None = None) -> int:
         config = config.quickened()
     if args.threads is not None:
         config = dataclasses.replace(config, threads=args.threads)
+    if args.student:
+        config = dataclasses.replace(config, students=[*config.students, *args.student])
     if args.out is not None:
         config = dataclasses.replace(config, out_dir=str(args.out.resolve()))
     if config.quick and config.path("out_dir") == REPO / RESULTS_DIR:

@@ -30,6 +30,7 @@ class BenchConfig:
     train_steps: int = 10
     train_batch: int = 32
     quick: bool = False  # tiny teacher architectures and few iterations: checks, not figures
+    students: list[str] = dataclasses.field(default_factory=list)  # trained ONNX files to time
 
     def quickened(self) -> BenchConfig:
         """This config shrunk to a run of seconds: the code paths of a full run, not figures,
@@ -55,7 +56,11 @@ class BenchConfig:
 
     def path(self, name: str) -> Path:
         """A configured path, resolved against the repository root."""
-        return (REPO / getattr(self, name)).resolve()
+        return self.path_of(getattr(self, name))
+
+    def path_of(self, path: str) -> Path:
+        """A path from the config, resolved against the repository root."""
+        return (REPO / path).resolve()
 
     @property
     def thread_counts(self) -> list[int]:

@@ -3,7 +3,8 @@
     python -m benchmarks.quality            (from the repository root)
 
 For the reference teacher, the fp32 student, the int8 student (through the edgeser runtime),
-a student trained on the labels without a teacher, and a loudness-only baseline: CCC per labelled
+a student trained on the labels without a teacher, a student of the published Wav2Small
+architecture distilled the same way (fp32 and int8), and a loudness-only baseline: CCC per labelled
 dimension against the label targets (``edgeser.distill.targets``), the arousal AUC (anger,
 happiness, fear vs sadness, calm, neutral; baved high vs low) and the valence AUC (happiness vs
 anger, sadness, fear, disgust). Writes ``benchmarks/quality.md`` and ``benchmarks/quality.json``.
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 import time
 from collections.abc import Callable
@@ -48,6 +50,9 @@ CORPORA = ("ravdess", "baved", "turev")
 FRAME, HOP = 400, 160  # 25 ms frames every 10 ms for the loudness baseline
 NARROWBAND_HZ = 8_000  # telephone band
 Predictor = Callable[[list[np.ndarray]], np.ndarray]
+DEFAULT_FP32, DEFAULT_INT8 = "student fp32 (distilled)", "student int8 (runtime)"
+PUBLISHED_FP32 = "published-architecture student fp32 (distilled)"
+PUBLISHED_INT8 = "published-architecture student int8 (runtime)"
 
 
 def mean_energy_db(audio: np.ndarray) -> float:
@@ -210,6 +215,7 @@ def markdown(report: dict[str, Any]) -> str:
     lines += [f"| {k} | {fmt(v['score'])} |" for k, v in report["results"].items()]
     if "narrowband" in report:
         lines += narrowband_markdown(report["narrowband"], report["corpora"])
+    lines += published_comparison(report)
     lines += ["", "## Models", ""]
     lines += [f"- {k}: `{v}`" for k, v in report["models"].items()]
     return "\n".join(lines) + "\n"
@@ -260,6 +266,73 @@ def narrowband_markdown(nb: dict[str, Any], corpora: list[str]) -> list[str]:
     return lines
 
 
+def carry_over(earlier: dict[str, Any] | None, name: str, path: str) -> tuple | None:
+    """(scores, model note) of ``name`` from an earlier report that scored the same file,
+    the note saying where the scores come from; None when it has none."""
+    if not earlier or earlier["models"].get(name) != path or name not in earlier["results"]:
+        return None
+    m = earlier["machine"]
+    note = f"{path} (absent here: scores carried over from the run of {m['date_utc']}, "
+    note += f"git {m['git']})"
+    return nan_for_null(earlier["results"][name]), note
+
+
+def nan_for_null(value: Any) -> Any:
+    """The inverse of ``finite_or_null``: JSON nulls back to NaN."""
+    if isinstance(value, dict):
+        return {k: nan_for_null(v) for k, v in value.items()}
+    return float("nan") if value is None else value
+
+
+def published_comparison(report: dict[str, Any]) -> list[str]:
+    """Markdown lines comparing the published-architecture student with the default, corpus
+    by corpus (mean CCC over labelled dimensions and both AUCs), when both were scored."""
+    results = report["results"]
+    pairs = [
+        (f"{kind} (mean CCC)", a, b, "ccc_mean")
+        for kind, a, b in (
+            ("int8", DEFAULT_INT8, PUBLISHED_INT8),
+            ("fp32", DEFAULT_FP32, PUBLISHED_FP32),
+        )
+        if a in results and b in results
+    ]
+    if not pairs:
+        return []
+    lines = [
+        "",
+        "## Published architecture vs the bundled default",
+        "",
+        "Both students distilled from the same teacher on the same labels with the same "
+        "settings (`configs/default.toml`, `configs/published_student.toml`); only the "
+        "architecture differs. Size, MACs and latency: [published/RESULTS.md]"
+        "(published/RESULTS.md) (`python -m benchmarks --student ONNX`).",
+        "",
+        "| corpus | figure | default | published | published - default |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    worse = []
+    for corpus in report["corpora"]:
+        for label, a, b, key in pairs:
+            da, db = results[a][corpus][key], results[b][corpus][key]
+            lines.append(f"| {corpus} | {label} | {fmt(da)} | {fmt(db)} | {db - da:+.3f} |")
+            if label.startswith("int8") and db < da:
+                worse.append(corpus)
+        kind, a, b = pairs[0][0].split()[0], pairs[0][1], pairs[0][2]
+        for dim in ("arousal", "valence"):
+            da, db = results[a][corpus][f"auc_{dim}"], results[b][corpus][f"auc_{dim}"]
+            if np.isfinite(da) and np.isfinite(db):
+                lines.append(
+                    f"| {corpus} | {kind} (AUC {dim}) | {fmt(da)} | {fmt(db)} | {db - da:+.3f} |"
+                )
+    verdict = (
+        f"has a lower int8 mean CCC than the default on {', '.join(worse)}"
+        if worse
+        else "is at least as good as the default (int8 mean CCC) on every corpus"
+    )
+    lines += ["", f"The published-architecture student {verdict}."]
+    return lines
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--corpora", default=str(REPO.parent / "shared" / "corpora"))
@@ -267,6 +340,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--student", default="runs/default/student/student.pt")
     p.add_argument("--int8", default="edgeser/models/default.onnx")
     p.add_argument("--no-teacher", default="runs/no_teacher/student/student.pt")
+    p.add_argument(
+        "--published-student",
+        default="runs/published/student/student.pt",
+        help="a wav2small-published student distilled the same way (examples/"
+        "make_published_student.sh)",
+    )
+    p.add_argument("--published-int8", default="runs/published/export/published.int8.onnx")
+    p.add_argument(
+        "--earlier",
+        help="an earlier quality.json: the scores of models whose files are absent here are "
+        "carried over from it, and marked so",
+    )
     p.add_argument("--out", default="benchmarks/quality", help="writes OUT.md and OUT.json")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument(
@@ -274,7 +359,8 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="measure only the 8 kHz section and add it to the existing OUT.json",
     )
-    args = p.parse_args(argv)
+    given = sys.argv[1:] if argv is None else argv  # recorded in the report as run
+    args = p.parse_args(given)
     torch.set_num_threads(args.threads)
     started = time.time()
     if not Path(args.corpora, "ravdess").is_dir():
@@ -284,7 +370,7 @@ def main(argv: list[str] | None = None) -> int:
     for corpus in CORPORA:
         rows = corpus_rows(args.corpora, [corpus], "dev")
         dev[corpus] = (rows, [read_audio(r.audio) for r in tqdm(rows, f"decode {corpus}")])
-    command = "python -m benchmarks.quality" + "".join(f" {a}" for a in (argv or sys.argv[1:]))
+    command = shlex.join(["python", "-m", "benchmarks.quality", *given])
     raw_audio_models = {
         "reference teacher": (args.teacher, reference_teacher),
         "student int8 (runtime)": (args.int8, runtime_model),
@@ -297,14 +383,20 @@ def main(argv: list[str] | None = None) -> int:
         return write_report(report, Path(args.out))
     loaders: dict[str, tuple[str, Callable[[Path], Predictor]]] = {
         "reference teacher": (args.teacher, reference_teacher),
-        "student fp32 (distilled)": (args.student, torch_student),
-        "student int8 (runtime)": (args.int8, runtime_model),
+        DEFAULT_FP32: (args.student, torch_student),
+        DEFAULT_INT8: (args.int8, runtime_model),
         "student fp32 (labels, no teacher)": (args.no_teacher, torch_student),
+        PUBLISHED_FP32: (args.published_student, torch_student),
+        PUBLISHED_INT8: (args.published_int8, runtime_model),
     }
     results, models, missing, predictors = {}, {}, {}, {}
+    earlier = json.loads(Path(args.earlier).read_text()) if args.earlier else None
     for name, (path, loader) in loaders.items():
         if not Path(path).is_file():
-            missing[name] = f"{path} is absent"
+            if carried := carry_over(earlier, name, path):
+                results[name], models[name] = carried
+            else:
+                missing[name] = f"{path} is absent"
             continue
         print(f"scoring {name} ({path})", flush=True)
         predictors[name] = loader(Path(path))

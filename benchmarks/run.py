@@ -298,6 +298,7 @@ def run(config: BenchConfig, command: str) -> dict[str, Any]:
         with torch_threads(1):
             window, hop = config.window_s, config.hop_s
             files = students.bundled_students(window)
+            files += students.extra_students([config.path_of(p) for p in config.students], window)
             files += students.random_students(run.workdir, window, hop)
             stream = students.random_stream_student(run.workdir, window, hop)
             default = next(f for f in files if "int8" in f.name)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import onnx
 import torch
-from edgeser.distill.student import StudentConfig, Wav2Small, count_parameters
+from edgeser.distill.student import StudentConfig, Wav2Small, build_student, count_parameters
 from edgeser.export.onnx_export import export_onnx, set_metadata
 from edgeser.export.parity import probe_signals
 from edgeser.export.quantize import quantize_int8
@@ -57,16 +57,27 @@ def window_macs(model: Wav2Small, seconds: float) -> int:
 
 
 def bundled_students(window_s: float) -> list[StudentFile]:
-    """The bundled default model, when this install has one (its architecture, parameter
-    count and compute per ``window_s`` come from its model card)."""
+    """The bundled default model, when this install has one."""
     if not BUNDLED.is_file():
         return []
-    meta = {p.key: p.value for p in onnx.load(BUNDLED).metadata_props}
+    return [card_student("bundled default (int8)", BUNDLED, window_s, "bundled default model")]
+
+
+def card_student(name: str, path: Path, window_s: float, origin: str) -> StudentFile:
+    """A trained student ONNX file; its architecture, parameter count and compute per
+    ``window_s`` come from its model card."""
+    meta = {p.key: p.value for p in onnx.load(path).metadata_props}
     arch = dict(parse_metadata(meta).card.get("architecture", {}))
     params = arch.pop("parameters", None)
     fields = {k: v for k, v in arch.items() if k in StudentConfig.__dataclass_fields__}
-    macs = window_macs(Wav2Small(StudentConfig(**fields)).eval(), window_s) if fields else None
-    return [StudentFile("bundled default (int8)", BUNDLED, params, macs, "bundled default model")]
+    student = build_student(StudentConfig(**fields), fresh=False).eval() if fields else None
+    macs = window_macs(student, window_s) if student is not None else None
+    return StudentFile(name, path, params, macs, origin)
+
+
+def extra_students(paths: list[Path], window_s: float) -> list[StudentFile]:
+    """Trained student files given on the command line (``--student``), named by file."""
+    return [card_student(p.name, p, window_s, f"trained weights ({p})") for p in paths]
 
 
 def random_students(workdir: Path, window_s: float, hop_s: float) -> list[StudentFile]:

@@ -38,6 +38,13 @@ def add_config_flags(parser: argparse.ArgumentParser, cls: type, section: str, p
         elif hint is bool:
             parser.add_argument(flag, dest=dest, action=argparse.BooleanOptionalAction,
                                 default=argparse.SUPPRESS, help=help_text)  # fmt: skip
+        elif _has_list_member(hint):  # str | list[str]: one teacher, or repeat the flag
+            parser.add_argument(flag, dest=dest, action="append", default=argparse.SUPPRESS,
+                                help=help_text + "; repeat the flag for several")  # fmt: skip
+        elif _list_of_tables(hint):  # e.g. [[label.calibration]]: one flag per table
+            parser.add_argument(flag, dest=dest, type=typing.get_args(hint)[0].parse,
+                                action="append", default=argparse.SUPPRESS,
+                                help=help_text + "; repeat the flag for several")  # fmt: skip
         elif typing.get_origin(hint) is list:
             (item,) = typing.get_args(hint)
             nargs, metavar = (2, ("LOW", "HIGH")) if item is float else ("+", f.name.upper())
@@ -67,6 +74,16 @@ def flag_help(f: dataclasses.Field, section: str, dest: str) -> str:
     elif default not in ("", [], dataclasses.MISSING) and not dataclasses.is_dataclass(default):
         text += f"; default {default}"
     return f"{text} (TOML: [{section}] {dest})".lstrip("; ")
+
+
+def _has_list_member(hint: Any) -> bool:
+    """A union hint with a ``list[...]`` among its members."""
+    return any(typing.get_origin(a) is list for a in typing.get_args(hint))
+
+
+def _list_of_tables(hint: Any) -> bool:
+    """``list[SomeDataclass]``."""
+    return typing.get_origin(hint) is list and dataclasses.is_dataclass(typing.get_args(hint)[0])
 
 
 def apply_overrides(cfg: Any, overrides: dict[str, Any]) -> Any:

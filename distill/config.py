@@ -62,14 +62,45 @@ class AugmentConfig:
 
 
 @dataclass
+class TeacherCalibration:
+    """Affine map of one ensemble member's readings, ``scale * adv + offset`` per dimension
+    (arousal, dominance, valence), applied before the members are averaged."""
+
+    scale: list[float] = field(default_factory=lambda: [1.0, 1.0, 1.0])
+    offset: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0])
+
+    @classmethod
+    def parse(cls, text: str) -> TeacherCalibration:
+        """The command line's form ``SA,SD,SV:OA,OD,OV`` (scales, then offsets)."""
+        try:
+            scale, offset = ([float(v) for v in part.split(",")] for part in text.split(":"))
+        except ValueError:
+            raise ConfigError(f"calibration {text!r}: expected SA,SD,SV:OA,OD,OV") from None
+        return cls(scale, offset)
+
+    def validate(self, where: str) -> None:
+        if len(self.scale) != 3 or len(self.offset) != 3:
+            raise ConfigError(f"{where}: scale and offset need 3 values each (A, D, V)")
+
+
+@dataclass
 class LabelConfig:
-    """Label stage: which audio, which teacher, where the pseudo-labels go."""
+    """Label stage: which audio, which teacher(s), where the pseudo-labels go. Several
+    teachers (a list) form an ensemble: the label is the mean of their readings, each mapped
+    by its ``calibration`` (one per teacher, in order; none: as they are)."""
 
     data: list[str] = option([], "audio folders and manifest CSVs to label (required)")
-    teacher: str = option(
-        "", "hub id, local folder, .onnx, reference[:PATH] or module:attr (required)"
+    teacher: str | list[str] = option(
+        "",
+        "hub id, local folder, .onnx, reference[:PATH] or module:attr (required); repeat the "
+        "flag (or give a TOML list) for an ensemble, whose label is the members' mean",
     )
     store: str = option("", "folder of the label store, created or resumed (required)")
+    calibration: list[TeacherCalibration] = option(
+        [],
+        "per-teacher affine map SA,SD,SV:OA,OD,OV (scales, then offsets) applied before the "
+        "ensemble mean; repeat once per teacher, in order (none: readings as they are)",
+    )
     crops_per_file: int = option(4, "crops cut from each file")
     min_crop_s: float = option(1.0, "shortest crop", "s")
     max_crop_s: float = option(6.0, "longest crop", "s")
@@ -92,8 +123,15 @@ class LabelConfig:
     ray_num_gpus: float = option(1.0, "GPUs per teacher actor on Ray (CPU actors when none)")
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
+    @property
+    def teachers(self) -> list[str]:
+        """The teacher spec(s) as a list."""
+        return [self.teacher] if isinstance(self.teacher, str) else list(self.teacher)
+
     def validate(self) -> None:
         _require(self, "label", "data", "teacher", "store")
+        for i, c in enumerate(self.calibration):
+            c.validate(f"label.calibration[{i}]")
         _positive(self, "label", "crops_per_file", "batch_size", "crop_step_s", "max_chunk_s")
         if not 0 < self.min_crop_s <= self.max_crop_s:
             raise ConfigError("label: need 0 < min_crop_s <= max_crop_s")
@@ -214,8 +252,13 @@ def coerce(hint: Any, value: Any, where: str) -> Any:
         if not isinstance(value, list):
             raise ConfigError(f"{where}: expected a list, got {value!r}")
         return [coerce(item, v, f"{where}[{i}]") for i, v in enumerate(value)]
-    if origin in (typing.Union, types.UnionType):
-        raise ConfigError(f"{where}: unsupported union type")  # no such fields today
+    if origin in (typing.Union, types.UnionType):  # the first member type that fits
+        for member in typing.get_args(hint):
+            try:
+                return coerce(member, value, where)
+            except ConfigError:
+                continue
+        raise ConfigError(f"{where}: expected {_type_name(hint)}, got {value!r}")
     if hint is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if hint is float and isinstance(value, float) and not math.isfinite(value):
@@ -225,6 +268,12 @@ def coerce(hint: Any, value: Any, where: str) -> Any:
     if not isinstance(value, hint) or (hint is int and isinstance(value, bool)):
         raise ConfigError(f"{where}: expected {hint.__name__}, got {value!r}")
     return value
+
+
+def _type_name(hint: Any) -> str:
+    """``str or list[str]`` for a union hint."""
+    return " or ".join(getattr(a, "__name__", str(a)) if typing.get_origin(a) is None else str(a)
+                       for a in typing.get_args(hint))  # fmt: skip
 
 
 def read_toml(path: str | Path) -> dict[str, Any]:

@@ -52,15 +52,23 @@ TEACHER = (
 REPRODUCE = "examples/make_default_model.sh (configs/reference_teacher.toml, configs/default.toml)"
 
 
-def card_meta(teacher_id: str, quality: dict[str, Any] | None) -> dict[str, Any]:
-    """The card facts; ``quality`` (benchmarks/quality.json) supplies the fp32 student's and
-    the teacher's dev scores against the labels."""
+STUDENT_ROW = "student fp32 (distilled)"
+
+
+def card_meta(
+    teacher_id: str,
+    quality: dict[str, Any] | None,
+    student_row: str = STUDENT_ROW,
+    reproduce: str = REPRODUCE,
+) -> dict[str, Any]:
+    """The card facts; ``quality`` (benchmarks/quality.json) supplies the fp32 student's (its
+    row ``student_row``) and the teacher's dev scores against the labels."""
     meta: dict[str, Any] = {
         "teacher_id": teacher_id,
         "teacher_description": TEACHER,
         "training_data": TRAINING_DATA,
         "licences": LICENCES,
-        "reproduce": REPRODUCE,
+        "reproduce": reproduce,
         "label_targets": "edgeser.distill.targets (Russell & Mehrabian 1977 via ALMA, 0..1, A/D/V)",
     }
     if quality:
@@ -68,7 +76,7 @@ def card_meta(teacher_id: str, quality: dict[str, Any] | None) -> dict[str, Any]
         meta["metrics"] = {
             "split": "dev split of each corpus (speaker-disjoint), against label targets",
             "produced_by": quality["command"],
-            **{k: v for k, v in results.items() if k.startswith(("student fp32 (d", "reference"))},
+            **{k: v for k, v in results.items() if k == student_row or k.startswith("reference")},
         }
     return finite_or_null(meta)
 
@@ -82,11 +90,18 @@ def finite_or_null(value: Any) -> Any:
     return None if isinstance(value, float) and math.isnan(value) else value
 
 
-def stamp(student: Path, out: Path, quality_path: Path | None = None) -> dict[str, Any]:
+def stamp(
+    student: Path,
+    out: Path,
+    quality_path: Path | None = None,
+    student_row: str = STUDENT_ROW,
+    reproduce: str = REPRODUCE,
+) -> dict[str, Any]:
     """Copy a student checkpoint to ``out`` with the card facts added to its meta."""
     model, meta = load_student(student)
     quality = json.loads(quality_path.read_text()) if quality_path else None
-    meta.update(card_meta(str(meta.get("teacher_id", "unknown")), quality))
+    teacher = str(meta.get("teacher_id", "unknown"))
+    meta.update(card_meta(teacher, quality, student_row, reproduce))
     save_student(out, model, **meta)
     return meta
 
@@ -96,8 +111,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("student", type=Path, help="student checkpoint from edgeser-distill")
     parser.add_argument("out", type=Path, help="checkpoint to write, for edgeser-export")
     parser.add_argument("--quality", type=Path, help="benchmarks/quality.json for the metrics")
+    parser.add_argument(
+        "--student-row", default=STUDENT_ROW, help="the student's row in the quality report"
+    )
+    parser.add_argument("--reproduce", default=REPRODUCE, help="how to rebuild it (card text)")
     args = parser.parse_args(argv)
-    meta = stamp(args.student, args.out, args.quality)
+    meta = stamp(args.student, args.out, args.quality, args.student_row, args.reproduce)
     print(f"{args.out}: teacher {meta['teacher_id']}, metrics {'metrics' in meta}")
     return 0
 

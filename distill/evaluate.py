@@ -18,7 +18,7 @@ from .data import Crop, CropAudio, split_crops
 from .manifest import ManifestRow
 from .metrics import ccc
 from .store import LabelStore, StoreError
-from .student import Wav2Small, load_student
+from .student import Wav2Small, build_student, load_student
 from .targets import score_against_labels
 from .teachers.loading import set_torch_threads
 
@@ -121,7 +121,7 @@ def run_eval(cfg: EvalConfig, progress: bool = True) -> EvalReport:
     waves = [audio(c) for c in dev]
     pred = predict(model, waves, dev, cfg.batch_size)
     torch.manual_seed(0)
-    untrained = predict(Wav2Small(model.config), waves, dev, cfg.batch_size)
+    untrained = predict(build_student(model.config), waves, dev, cfg.batch_size)
     report = EvalReport(
         len(dev),
         ccc_by_label(pred, dev_labels.adv),

@@ -25,7 +25,8 @@ from .config import LabelConfig
 from .data import Crop, CropAudio, CropPlan, DataError, find_sources, load_noise_bank, plan_crops
 from .store import LabelStore
 from .teachers.base import Teacher
-from .teachers.loading import check_output, load_teacher, set_torch_threads
+from .teachers.ensemble import load_teachers
+from .teachers.loading import check_output, set_torch_threads
 
 DECODE_WINDOW = 64  # batches whose crops are taken in file order, then sorted by length
 
@@ -180,8 +181,15 @@ def run_label(cfg: LabelConfig, progress: bool = True) -> LabelReport:
         return run_label_ray(cfg, progress)
     set_torch_threads(cfg.num_threads)
     plan, noise = plan_label(cfg)
-    teacher = load_teacher(cfg.teacher, device=cfg.device, max_chunk_s=cfg.max_chunk_s)
-    store = LabelStore.open(cfg.store, teacher.teacher_id, teacher=cfg.teacher, repair=cfg.repair)
+    teacher = load_teachers(cfg.teachers, cfg.calibration, cfg.device, cfg.max_chunk_s)
+    members = getattr(teacher, "members", None)  # an ensemble's, recorded in the store
+    store = LabelStore.open(
+        cfg.store,
+        teacher.teacher_id,
+        teacher=" + ".join(cfg.teachers),
+        members=members,
+        repair=cfg.repair,
+    )
     if progress:
         print(
             f"{plan.n_files} files, {len(plan.crops)} crops ({plan.seconds / 3600:.2f} h), "

@@ -304,16 +304,19 @@ def run_label_ray(cfg: LabelConfig, progress: bool = True) -> LabelReport:
     a worker, and label into ``cfg.store`` with actors sized to the cluster."""
     ray = import_ray()
     cfg.validate()
+    if len(cfg.teachers) != 1 or cfg.calibration:
+        raise ConfigError("label.ray: a teacher ensemble labels on this machine only (no ray)")
+    spec = cfg.teachers[0]
     crop_plan, noise = plan_label(cfg)
     started = connect(cfg.ray)
     try:
         try:
             teacher_id = ray.get(
-                ray.remote(num_cpus=1)(teacher_identity).remote(cfg.teacher, cfg.max_chunk_s)
+                ray.remote(num_cpus=1)(teacher_identity).remote(spec, cfg.max_chunk_s)
             )
         except Exception as exc:
             raise _edgeser_cause(exc) or exc from None
-        store = LabelStore.open(cfg.store, teacher_id, teacher=cfg.teacher, repair=cfg.repair)
+        store = LabelStore.open(cfg.store, teacher_id, teacher=spec, repair=cfg.repair)
         workers = plan_workers(cfg, ray.cluster_resources())
         if progress:
             print(
@@ -324,8 +327,7 @@ def run_label_ray(cfg: LabelConfig, progress: bool = True) -> LabelReport:
                 file=sys.stderr,
             )
         try:
-            report = label_crops_ray(crop_plan.crops, cfg.teacher, store, cfg, workers, noise,
-                                     progress)  # fmt: skip
+            report = label_crops_ray(crop_plan.crops, spec, store, cfg, workers, noise, progress)
         finally:
             store.close()
     finally:

@@ -141,13 +141,15 @@ class LabelStore:
         root: str | Path,
         teacher_id: str | None = None,
         teacher: str = "",
+        members: list[dict] | None = None,
         *,
         nan_labels: bool = False,
         repair: bool = False,
     ) -> LabelStore:
         """Open a store. With ``teacher_id`` it is created when absent and must match when
         present (StoreError otherwise), and this process becomes one of its writers (with
-        ``repair``, damaged chunks are moved aside first); without, it must already exist."""
+        ``repair``, damaged chunks are moved aside first); without, it must already exist.
+        ``members``: an ensemble teacher's members (spec, id, calibration), recorded."""
         root = Path(root)
         meta_path = root / META_FILE
         if not meta_path.exists():
@@ -162,6 +164,8 @@ class LabelStore:
                 "nan_labels": nan_labels,
                 "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             }
+            if members:
+                meta["members"] = members
             _create_once(meta_path, json.dumps(meta, indent=2))
         store = cls(root, _read_meta(meta_path))
         if teacher_id is not None:

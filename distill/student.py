@@ -32,7 +32,7 @@ SAMPLE_RATE = 16_000
 class StudentConfig:
     """Architecture of a Wav2Small student; ``variant`` picks the pooling head."""
 
-    variant: Literal["wav2small", "wav2small2"] = "wav2small"
+    variant: Literal["wav2small", "wav2small2", "published"] = "wav2small"
     n_fft: int = 64
     hop: int = 32
     n_mels: int = 26
@@ -45,17 +45,22 @@ class StudentConfig:
 
     @classmethod
     def preset(cls, name: str) -> StudentConfig:
-        """``wav2small`` (~72K parameters), ``wav2small2`` (~17K, "Wav2Small 2.0") or
-        ``wav2small-stream`` (wav2small with frame normalisation and a 40-sample STFT hop, so
-        that a 0.25 s hop is a whole number of pooled frames for streaming)."""
+        """``wav2small`` (~72K parameters), ``wav2small2`` (~17K, our Wav2Small 2.0-like
+        variant), ``wav2small-published`` (the published audeering/wav2small architecture
+        exactly, ~11K, ``edgeser.distill.wav2small_published``) or ``wav2small-stream``
+        (wav2small with frame normalisation and a 40-sample STFT hop, so that a 0.25 s hop
+        is a whole number of pooled frames for streaming)."""
         if name == "wav2small":
             return cls(variant="wav2small", n_conv=10)
         if name == "wav2small2":
             return cls(variant="wav2small2", n_conv=11)
         if name == "wav2small-stream":
             return cls(variant="wav2small", n_conv=10, hop=40, normalization="frame")
+        if name == "wav2small-published":
+            return cls(variant="published", n_conv=7, pool_after=3)
         raise ValueError(
-            f"unknown student preset {name!r} (wav2small, wav2small2, wav2small-stream)"
+            f"unknown student preset {name!r} "
+            "(wav2small, wav2small2, wav2small-published, wav2small-stream)"
         )
 
     @property
@@ -225,6 +230,18 @@ def loudness_features(energy: torch.Tensor) -> torch.Tensor:
     return torch.cat([mean - top, std], dim=1) * LOUDNESS_SCALE
 
 
+def build_student(config: StudentConfig, fresh: bool = True) -> nn.Module:
+    """A student of ``config``'s architecture: ``Wav2Small``, or for the ``published``
+    variant ``PublishedWav2Small``, whose frozen front-end is computed (with librosa) only
+    when ``fresh`` (a state dict about to be loaded brings its own)."""
+    if config.variant != "published":
+        return Wav2Small(config)
+    from .wav2small_published import PublishedWav2Small
+
+    model = PublishedWav2Small(config)
+    return model.init_frontend() if fresh else model
+
+
 def count_parameters(model: nn.Module) -> int:
     """Trainable parameters (the frozen DFT and mel matrices are buffers, not counted)."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
@@ -234,7 +251,7 @@ CHECKPOINT_FORMAT = "edgeser.student"
 CHECKPOINT_VERSION = 1
 
 
-def save_student(path: str | Path, model: Wav2Small, **meta: Any) -> None:
+def save_student(path: str | Path, model: nn.Module, **meta: Any) -> None:
     """Write a student checkpoint: architecture, weights and free-form metadata (teacher id,
     training config, metrics...). Written to a temporary file and renamed, so it is atomic."""
     path = Path(path)
@@ -253,7 +270,7 @@ def save_student(path: str | Path, model: Wav2Small, **meta: Any) -> None:
     tmp.replace(path)
 
 
-def load_student(path: str | Path) -> tuple[Wav2Small, dict[str, Any]]:
+def load_student(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
     """Read a checkpoint written by ``save_student``; ValueError if it is not one."""
     try:
         ckpt = torch.load(Path(path), map_location="cpu", weights_only=True)
@@ -272,9 +289,9 @@ def load_student(path: str | Path) -> tuple[Wav2Small, dict[str, Any]]:
         raise ValueError(f"{path}: not an edgeser student checkpoint (unknown architecture)")
     try:
         config = StudentConfig(**ckpt["config"])
-        model = Wav2Small(config)
+        model = build_student(config, fresh=False)
         model.load_state_dict(ckpt["state_dict"])
-    except (TypeError, KeyError, RuntimeError) as exc:
+    except (TypeError, KeyError, RuntimeError, ValueError) as exc:
         raise ValueError(
             f"{path}: checkpoint does not match the Wav2Small architecture ({exc})"
         ) from None

@@ -31,7 +31,7 @@ from .data import Crop, CropAudio, split_crops
 from .evaluate import ccc_by_label, predict
 from .metrics import ccc_loss
 from .store import Labels, LabelStore, StoreError
-from .student import StudentConfig, Wav2Small, count_parameters, save_student
+from .student import StudentConfig, build_student, count_parameters, save_student
 from .teachers.loading import resolve_device, set_torch_threads
 
 RESUME_FILE = "resume.pt"
@@ -95,7 +95,7 @@ class Distiller:
         self.train, self.dev = labels.subset(train), labels.subset(dev)
         self.audio = CropAudio(cache_mb=cfg.cache_mb)
         torch.manual_seed(cfg.seed)
-        self.model = Wav2Small(StudentConfig.preset(cfg.student)).to(self.device)
+        self.model = build_student(StudentConfig.preset(cfg.student)).to(self.device)
         self.optimizer = torch.optim.AdamW(
             self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay
         )

@@ -27,7 +27,13 @@ def build_parser() -> argparse.ArgumentParser:
         description="Export a Wav2Small student checkpoint to ONNX (and int8), checking parity.",
         argument_default=argparse.SUPPRESS,
     )
-    p.add_argument("checkpoint", nargs="?", metavar="CHECKPOINT", help="student checkpoint (.pt)")
+    p.add_argument(
+        "checkpoint",
+        nargs="?",
+        metavar="PATH",
+        help="student checkpoint (.pt), a folder in the published Wav2Small layout "
+        "(model.safetensors + config.json), or a hub id such as audeering/wav2small",
+    )
     p.add_argument("--out", metavar="DIR", help="output folder (must not exist unless --force)")
     p.add_argument("--config", metavar="TOML", help="settings file (flags override it)")
     p.add_argument("--name", help="file stem of the outputs (default: the checkpoint's stem)")

@@ -16,7 +16,7 @@ from typing import Any
 
 import onnx
 import onnxruntime as ort
-from edgeser.distill.student import Wav2Small
+from torch import nn
 
 import edgeser
 from edgeser.contract import LABELS, SAMPLE_RATE, ModelInfo
@@ -25,7 +25,8 @@ from edgeser.incremental import STREAM_SUFFIX
 
 from .card import checkpoint_card, sha256_file, write_card
 from .config import ExportConfig, ExportError
-from .onnx_export import export_onnx, load_checkpoint, set_metadata
+from .import_published import IMPORT_MAX_DIFF, SCALED_MEASURE, load_source
+from .onnx_export import export_onnx, set_metadata
 from .parity import (
     BATCH_SIZES,
     FULL_LENGTHS,
@@ -66,7 +67,10 @@ def run_export(config: ExportConfig, log: Callable[[str], None] = _silent) -> li
     """Export, check and write the files ``config`` asks for; ExportError (nothing written)
     when the checkpoint, calibration audio or output folder is unusable or a check fails."""
     _check_output_folder(config)
-    model, meta = load_checkpoint(config.checkpoint)
+    source = load_source(config.checkpoint)
+    model, meta = source.model, source.meta
+    imported = source.imported is not None
+    limit = min(config.max_abs_diff, IMPORT_MAX_DIFF) if imported else config.max_abs_diff
     audio = None
     if config.int8:
         log(f"reading calibration audio from {', '.join(map(str, config.calibration))}")
@@ -82,16 +86,16 @@ def run_export(config: ExportConfig, log: Callable[[str], None] = _silent) -> li
     fp32_session = session(fp32)
     lengths = FULL_LENGTHS if config.check else QUICK_LENGTHS
     log(f"fp32 parity against torch: lengths {[n / SAMPLE_RATE for n in lengths]} s")
-    diff = fp32_max_abs_diff(model, fp32_session, lengths, BATCH_SIZES)
-    if diff > config.max_abs_diff:
-        raise ParityError(
-            f"fp32 ONNX differs from torch by up to {diff:.2e} (limit {config.max_abs_diff:.0e})"
-        )
-    sha = sha256_file(config.checkpoint)
+    diff = fp32_max_abs_diff(model, fp32_session, lengths, BATCH_SIZES, scaled=imported)
+    if diff > limit:
+        raise ParityError(f"fp32 ONNX differs from torch by up to {diff:.2e} (limit {limit:.0e})")
+    sha = sha256_file(source.weights)
     version = config.model_version or str(meta.get("model_version") or "")
     base = checkpoint_card(
-        model, meta, config.checkpoint, sha, version or f"{config.checkpoint.stem}-{sha[:12]}"
+        model, meta, source.weights, sha, version or f"{config.checkpoint.stem}-{sha[:12]}"
     )
+    if imported:
+        base["imported"] = source.imported
     settings = {
         "exporter": EXPORTER,
         "opset": config.opset,
@@ -100,7 +104,8 @@ def run_export(config: ExportConfig, log: Callable[[str], None] = _silent) -> li
     }
     fp32_parity = {
         "max_abs_diff_vs_torch": diff,
-        "limit": config.max_abs_diff,
+        "measure": SCALED_MEASURE if imported else "absolute",
+        "limit": limit,
         "lengths_samples": list(lengths),
         "batch_sizes": list(BATCH_SIZES),
     }
@@ -175,7 +180,7 @@ def _stage(
     proto: onnx.ModelProto,
     card: dict[str, Any],
     config: ExportConfig,
-    student: Wav2Small,
+    student: nn.Module,
 ) -> ExportedFile:
     """Write one model with its metadata and card JSON (and, for a streamable student, its
     ``.stream.onnx`` graph), then load it through the runtime."""

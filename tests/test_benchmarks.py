@@ -6,6 +6,7 @@ workload measured, percentiles ordered, the report and plot written, skips expla
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import subprocess
@@ -14,9 +15,11 @@ from pathlib import Path
 
 import pytest
 from edgeser.distill.config import ConfigError
+from edgeser.distill.student import StudentConfig, build_student, count_parameters
 
 from benchmarks.config import BenchConfig
 from benchmarks.report import markdown
+from benchmarks.students import extra_students, timing_info, window_macs, write_onnx
 from benchmarks.timing import Workload, measure
 
 REPO = Path(__file__).resolve().parent.parent
@@ -157,3 +160,15 @@ def test_voice_gate_benchmark_cuts_windows_like_score_file_and_keeps_quality_md(
     assert "first" not in text and text.count(voice_gate.BEGIN) == 1
     assert voice_gate.section_of(text) == f"{voice_gate.BEGIN}\nsecond\n{voice_gate.END}\n"
     assert voice_gate.section_of("# Quality\n") == ""
+
+
+def test_a_trained_student_file_is_described_by_its_card(tmp_path: Path) -> None:
+    """``--student ONNX``: parameters and MACs come from the file's model card."""
+    model = build_student(StudentConfig.preset("wav2small-published")).eval()
+    arch = {"parameters": count_parameters(model), **model.config.to_dict()}
+    info = dataclasses.replace(timing_info(3.0, 1.0), card={"architecture": arch})
+    path = tmp_path / "published.onnx"
+    write_onnx(model, info, path)
+    (student,) = extra_students([path], 3.0)
+    assert student.name == "published.onnx" and student.params == 10806
+    assert student.macs == window_macs(model, 3.0) > 0

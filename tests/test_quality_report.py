@@ -40,3 +40,51 @@ def test_markdown_has_one_table_per_corpus_and_dashes_for_undefined_figures():
     assert "## baved (10 dev clips)" in text
     assert "| model a | 0.500 | - | - | 0.900 | - |" in text
     assert "model b: not available (b.pt is absent)" in text
+
+
+def test_the_published_student_is_compared_with_the_default_corpus_by_corpus():
+    def scores(ccc: float, auc: float) -> dict:
+        return {"ccc_mean": ccc, "auc_arousal": auc, "auc_valence": float("nan")}
+
+    results = {
+        "student int8 (runtime)": {"ravdess": scores(0.40, 0.90), "turev": scores(0.50, 0.8)},
+        "published-architecture student int8 (runtime)": {
+            "ravdess": scores(0.45, 0.92),
+            "turev": scores(0.48, 0.85),
+        },
+    }
+    report = {
+        "command": "python -m benchmarks.quality",
+        "machine": {"date_utc": "today", "cpu": "cpu", "cores_logical": 2, "git": "abc"},
+        "seconds": 1.0,
+        "corpora": ["ravdess", "turev"],
+        "dev_clips": {"ravdess": 10, "turev": 10},
+        "results": {k: {**v, "score": 0.0} for k, v in results.items()},
+        "models": {},
+        "not_available": {},
+    }
+    text = markdown(report)
+    assert "| ravdess | int8 (mean CCC) | 0.400 | 0.450 | +0.050 |" in text
+    assert "| turev | int8 (mean CCC) | 0.500 | 0.480 | -0.020 |" in text
+    assert "| ravdess | int8 (AUC arousal) | 0.900 | 0.920 | +0.020 |" in text
+    assert "(AUC valence)" not in text  # undefined here: no row
+    assert "has a lower int8 mean CCC than the default on turev." in text
+    report["results"]["published-architecture student int8 (runtime)"]["turev"]["ccc_mean"] = 0.5
+    assert "at least as good as the default (int8 mean CCC) on every corpus" in markdown(report)
+
+
+def test_scores_of_an_absent_file_are_carried_over_only_from_a_run_of_that_file():
+    from benchmarks.quality import carry_over
+
+    earlier = {
+        "machine": {"date_utc": "2026-11-26 15:28 UTC", "git": "0dbe99c"},
+        "models": {"m": "runs/m.pt"},
+        "results": {"m": {"ravdess": {"ccc_mean": 0.2, "auc_valence": None}, "score": 0.2}},
+    }
+    scores, note = carry_over(earlier, "m", "runs/m.pt")
+    assert scores["ravdess"]["ccc_mean"] == 0.2 and np.isnan(scores["ravdess"]["auc_valence"])
+    expected = "runs/m.pt (absent here: scores carried over from the run of "
+    assert note == expected + "2026-11-26 15:28 UTC, git 0dbe99c)"
+    assert carry_over(earlier, "m", "runs/other.pt") is None  # another file: not its scores
+    assert carry_over(earlier, "n", "runs/m.pt") is None
+    assert carry_over(None, "m", "runs/m.pt") is None
