@@ -53,6 +53,7 @@ Predictor = Callable[[list[np.ndarray]], np.ndarray]
 DEFAULT_FP32, DEFAULT_INT8 = "student fp32 (distilled)", "student int8 (runtime)"
 PUBLISHED_FP32 = "published-architecture student fp32 (distilled)"
 PUBLISHED_INT8 = "published-architecture student int8 (runtime)"
+CARRIED = " (absent here: scores carried over from the run of "
 
 
 def mean_energy_db(audio: np.ndarray) -> float:
@@ -268,12 +269,16 @@ def narrowband_markdown(nb: dict[str, Any], corpora: list[str]) -> list[str]:
 
 def carry_over(earlier: dict[str, Any] | None, name: str, path: str) -> tuple | None:
     """(scores, model note) of ``name`` from an earlier report that scored the same file,
-    the note saying where the scores come from; None when it has none."""
-    if not earlier or earlier["models"].get(name) != path or name not in earlier["results"]:
+    the note saying where the scores come from (the run that measured them, also when the
+    earlier report had carried them over itself); None when it has none."""
+    if not earlier or name not in earlier["results"]:
         return None
-    m = earlier["machine"]
-    note = f"{path} (absent here: scores carried over from the run of {m['date_utc']}, "
-    note += f"git {m['git']})"
+    note = earlier["models"].get(name, "")
+    if note.split(CARRIED, 1)[0] != path:
+        return None
+    if CARRIED not in note:
+        m = earlier["machine"]
+        note = f"{path}{CARRIED}{m['date_utc']}, git {m['git']})"
     return nan_for_null(earlier["results"][name]), note
 
 
@@ -408,6 +413,7 @@ def main(argv: list[str] | None = None) -> int:
     results["loudness baseline, random gain"] = evaluate(with_random_gain(loudness), dev)
     models["loudness baseline, random gain"] = "the same on clips at a random gain (+-12 dB)"
     nb = narrowband({n: predictors[n] for n in raw_audio_models if n in predictors}, dev)
+    nb.update(command=command, date_utc=machine_info(REPO)["date_utc"])
     report = {
         "command": command,
         "machine": machine_info(REPO),

@@ -88,3 +88,6 @@ def test_scores_of_an_absent_file_are_carried_over_only_from_a_run_of_that_file(
     assert carry_over(earlier, "m", "runs/other.pt") is None  # another file: not its scores
     assert carry_over(earlier, "n", "runs/m.pt") is None
     assert carry_over(None, "m", "runs/m.pt") is None
+    # carried over again from a report that had carried them: the measuring run stays named
+    later = {**earlier, "machine": {"date_utc": "2026-12-01", "git": "abc"}, "models": {"m": note}}
+    assert carry_over(later, "m", "runs/m.pt")[1] == note
