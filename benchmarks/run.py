@@ -27,7 +27,7 @@ from . import memory, students, teachers, throughput
 from .config import REPO, BenchConfig
 from .flops import count_macs
 from .machine import machine_info
-from .streaming import hop_pusher
+from .streaming import hop_pusher, rescoring
 from .timing import Workload, measure
 
 REFERENCE_CHECKPOINT = REPO / "distill" / "weights" / "reference_teacher.pt"
@@ -143,9 +143,11 @@ class Run:
             incremental = IncrementalScorer(
                 graph, model.score_window, cfg.window_s, cfg.hop_s, model.info.min_samples
             )
+            # Re-scoring explicitly: ``Model.scorer`` would hand out the incremental scorer for a
+            # model with a streaming graph beside it, as the stream student has.
             pushers = [
-                (default, base.scorer(cfg.window_s, cfg.hop_s, vad=None), "re-scoring"),
-                (window_file, model.scorer(cfg.window_s, cfg.hop_s, vad=None), "re-scoring"),
+                (default, rescoring(base, cfg.window_s, cfg.hop_s), "re-scoring"),
+                (window_file, rescoring(model, cfg.window_s, cfg.hop_s), "re-scoring"),
                 (window_file, incremental, "incremental"),
             ]
             return [

@@ -8,7 +8,8 @@ from collections.abc import Callable
 import numpy as np
 
 from edgeser.contract import SAMPLE_RATE
-from edgeser.scoring import Scorer
+from edgeser.model import Model
+from edgeser.scoring import Scorer, WindowScorer
 
 
 def hop_pusher(
@@ -28,3 +29,9 @@ def hop_pusher(
         position[0] += hop
 
     return push_next_hop
+
+
+def rescoring(model: Model, window_s: float, hop_s: float) -> WindowScorer:
+    """A scorer that re-scores the whole window every hop, with no voice gate, whatever
+    streaming graph the model ships."""
+    return WindowScorer(model.score_window, window_s, hop_s, model.info.min_samples, None)

@@ -270,3 +270,16 @@ def test_export_writes_the_streaming_graph_and_load_uses_it(tmp_path: Path) -> N
             np.testing.assert_allclose(a.adv, b.adv, atol=1e-3)
         readings[backend] = np.array([r.adv for r in fast + slow])
     np.testing.assert_allclose(readings["numpy"], readings["onnxruntime"], atol=1e-4, rtol=0)
+
+
+def test_the_benchmarks_rescoring_workload_never_runs_the_streaming_graph(exported) -> None:
+    """``benchmarks.streaming.rescoring`` re-scores windows even beside a streaming graph,
+    which ``Model.scorer`` would use (the per-hop benchmark compares the two)."""
+    from benchmarks.streaming import rescoring
+
+    model, _ = exported
+    assert isinstance(model.scorer(3.0, 0.25, vad=None), IncrementalScorer)
+    scorer = rescoring(model, 3.0, 0.25)
+    assert not isinstance(scorer, IncrementalScorer)
+    audio = speech_like(4.0)
+    assert_same_readings(scorer.push(audio), model.scorer(3.0, 0.25, vad=None).push(audio))
