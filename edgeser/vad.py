@@ -22,6 +22,7 @@ from typing import Protocol
 import numpy as np
 
 from .contract import SAMPLE_RATE
+from .errors import ConfigError
 from .levels import FRAME_HOP, SILENCE_DB, frame_levels_db
 
 
@@ -39,7 +40,7 @@ class VoiceGate(Protocol):
 def _check_share(min_voiced: float) -> None:
     """``min_voiced`` must be a share of frames in (0, 1]."""
     if not 0.0 < min_voiced <= 1.0:
-        raise ValueError(f"min_voiced must be in (0, 1], got {min_voiced}")
+        raise ConfigError(f"min_voiced must be in (0, 1], got {min_voiced}")
 
 
 def _enough(speech: np.ndarray, inside: int, min_voiced: float) -> bool:
@@ -61,11 +62,11 @@ class NoiseFloorVad:
     def __post_init__(self) -> None:
         _check_share(self.min_voiced)
         if not np.isfinite(self.margin_db) or self.margin_db < 0:
-            raise ValueError(f"margin_db must be a finite number >= 0, got {self.margin_db}")
+            raise ConfigError(f"margin_db must be a finite number >= 0, got {self.margin_db}")
         if not np.isfinite(self.floor_s) or self.floor_s <= 0:
-            raise ValueError(f"floor_s must be positive, got {self.floor_s}")
+            raise ConfigError(f"floor_s must be positive, got {self.floor_s}")
         if self.smooth_frames < 1:
-            raise ValueError(f"smooth_frames must be at least 1, got {self.smooth_frames}")
+            raise ConfigError(f"smooth_frames must be at least 1, got {self.smooth_frames}")
 
     @property
     def history_s(self) -> float:
@@ -119,7 +120,7 @@ class EnergyVad:
     def __post_init__(self) -> None:
         _check_share(self.min_voiced)
         if not np.isfinite(self.threshold_db):
-            raise ValueError(f"threshold_db must be a finite number, got {self.threshold_db}")
+            raise ConfigError(f"threshold_db must be a finite number, got {self.threshold_db}")
 
     @property
     def history_s(self) -> float:
