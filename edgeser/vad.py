@@ -84,10 +84,14 @@ class NoiseFloorVad:
         """The tracked noise floor at each of the last ``inside`` frames (inf: none yet):
         the minimum smoothed level over ``floor_s`` up to the frame, over whole spans of
         frames that carry signal."""
+        return self._floor_db(levels_db, self.smoothed_db(levels_db), inside)
+
+    def _floor_db(self, levels_db: np.ndarray, smoothed_db: np.ndarray, inside: int) -> np.ndarray:
+        """``floor_db`` from the levels and their ``smoothed_db``, computed once by the caller."""
         n, k = levels_db.size, self.smooth_frames
         silent = np.convolve(levels_db <= SILENCE_DB, np.ones(k), mode="full")[:n] > 0
         silent[: k - 1] = True  # spans reaching before the heard audio are not whole
-        smoothed = np.where(silent, np.inf, self.smoothed_db(levels_db))
+        smoothed = np.where(silent, np.inf, smoothed_db)
         span = max(1, round(self.floor_s * SAMPLE_RATE / FRAME_HOP))
         padded = np.concatenate([np.full(span - 1, np.inf), smoothed])
         windows = np.lib.stride_tricks.sliding_window_view(padded, span)[n - inside :]
@@ -96,10 +100,9 @@ class NoiseFloorVad:
     def voiced(self, levels_db: np.ndarray, inside: int) -> bool:
         """Whether enough of the window's frames rise ``margin_db`` above the tracked floor."""
         first = levels_db.size - inside
-        frames = levels_db[first:]
-        smoothed = self.smoothed_db(levels_db)[first:]
-        floor = self.floor_db(levels_db, inside)
-        speech = (frames > SILENCE_DB) & (smoothed >= floor + self.margin_db)
+        smoothed = self.smoothed_db(levels_db)  # once: for the frames and for their floor
+        floor = self._floor_db(levels_db, smoothed, inside)
+        speech = (levels_db[first:] > SILENCE_DB) & (smoothed[first:] >= floor + self.margin_db)
         return _enough(speech, inside, self.min_voiced)
 
     def is_voiced(self, window: np.ndarray) -> bool:
