@@ -340,15 +340,6 @@ def input_devices() -> list[dict[str, Any]]:
     return capture.input_devices(_sounddevice())
 
 
-def find_input_device(device: int | str | None) -> int:
-    """The index of an input device given by index, exact name or unique name fragment (None:
-    the default input); DeviceError naming the available inputs when there is no such one."""
-    try:
-        return capture.find_input_device(_sounddevice(), device)
-    except LookupError as exc:
-        raise DeviceError(str(exc)) from None
-
-
 def _sounddevice() -> ModuleType:
     """sounddevice, imported on first use so that scoring files works without PortAudio."""
     try:
