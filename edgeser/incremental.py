@@ -36,7 +36,7 @@ from .backends import Session
 from .contract import MAX_WINDOW_S, OUTPUT_ADV, OUTPUT_EMBEDDING, SAMPLE_RATE
 from .errors import ModelError
 from .levels import at_model_level
-from .readings import Reading
+from .readings import Reading, scored
 from .scoring import ScoreWindow, WindowScorer
 from .vad import VoiceGate
 
@@ -196,13 +196,7 @@ class IncrementalScorer(WindowScorer):
             return Reading.unvoiced(start_s, end_s)
         if at_model_level(window) is not window:  # outside the level range: re-score it scaled
             return self._score_window(window, start_s)
-        adv, embedding = self._catch_up(start, window)
-        if not (np.isfinite(adv).all() and np.isfinite(embedding).all()):
-            raise ModelError(
-                f"{self._graph.path.name} gave NaN or infinite output for the window "
-                f"{start_s:.3f}-{end_s:.3f} s"
-            )
-        return Reading(start_s, end_s, *map(float, adv), voiced=True, embedding=embedding)
+        return scored(self._graph.path.name, start_s, end_s, *self._catch_up(start, window))
 
     def _catch_up(self, start: int, window: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Feed the samples of ``window`` the graph has not heard: (adv, embedding). When

@@ -222,6 +222,20 @@ def test_the_graph_runs_only_for_the_windows_it_scores(exported, monkeypatch, ho
     assert sum(steps) == fed_to_the_graph(b, round(WINDOW_S * SAMPLE_RATE)) < audio.size
 
 
+def test_nan_from_the_graph_is_a_model_error_naming_it_and_the_window(exported, monkeypatch):
+    model, graph = exported
+    step = graph.step
+
+    def broken(chunk: np.ndarray, state: dict) -> tuple:
+        adv, embedding, new_state = step(chunk, state)
+        return np.full_like(adv, np.nan), embedding, new_state
+
+    monkeypatch.setattr(graph, "step", broken)
+    _, incremental = scorers(model, graph, 0.25)
+    with pytest.raises(ModelError, match=r"student\.stream\.onnx gave NaN .* 0\.000-3\.000 s"):
+        incremental.push(speech_like(3.0))
+
+
 def test_incremental_step_matches_window_in_torch(one_thread: None) -> None:
     """The exported module itself, before ONNX: exact to float rounding."""
     student = random_student()
