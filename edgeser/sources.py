@@ -22,7 +22,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from . import capture
+from . import capture, limits
 from .audio import check_rate, read_blocks
 from .capture import HEADER, OVERFLOW, READY
 from .errors import ConfigError, DeviceError
@@ -132,6 +132,7 @@ class FileSource(BlockSource):
         realtime: bool = False,
         block_s: float = DEFAULT_BLOCK_S,
     ) -> None:
+        limits.BLOCK_S.check("block_s", block_s)
         rate, blocks = read_blocks(path, block_s)
         super().__init__(blocks, rate, realtime)
         self.path = path
@@ -161,6 +162,7 @@ class DeviceSource:
     ) -> None:
         if not 0 < watchdog_s < math.inf or not 0 < retry_s < math.inf:
             raise ConfigError(f"watchdog_s and retry_s must be positive: {watchdog_s}, {retry_s}")
+        limits.BLOCK_S.check("block_s", block_s)
         self.device, self.name, self.sampling_rate = _find_in_child(device)
         self.reconnect = reconnect
         self.watchdog_s, self.retry_s = watchdog_s, retry_s

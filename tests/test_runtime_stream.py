@@ -213,6 +213,22 @@ def test_bad_stream_settings(tiny_model, kwargs):
         edgeser.Stream(tiny_model, edgeser.BlockSource([], SAMPLE_RATE), **kwargs)
 
 
+@pytest.mark.parametrize("block_s", [float("nan"), 0.0, -1.0, 5.0])
+def test_bad_block_lengths_are_config_errors_from_the_sources(write_wav, block_s):
+    """``block_s`` has the range ``edgeser.limits`` gives it for the flag and the TOML key,
+    checked by the sources themselves (a NaN was a bare ValueError from round())."""
+    path = write_wav("short.wav", voice_like(1.0))
+    with pytest.raises(edgeser.ConfigError, match="block_s"):
+        edgeser.FileSource(path, block_s=block_s)
+    with pytest.raises(edgeser.ConfigError, match="block_s"):
+        edgeser.DeviceSource(block_s=block_s)
+
+
+def test_stream_settings_have_the_ranges_of_their_flags(tiny_model):
+    with pytest.raises(edgeser.ConfigError, match="max_pending must be a whole number"):
+        edgeser.Stream(tiny_model, edgeser.BlockSource([], SAMPLE_RATE), max_pending=10**6)
+
+
 def test_callback_gets_the_readings_and_its_errors_do_not_stop_the_stream(tiny_model, caplog):
     got: list[edgeser.Reading] = []
 
