@@ -25,7 +25,7 @@ import numpy as np
 from . import capture, limits
 from .audio import check_rate, read_blocks
 from .capture import HEADER, OVERFLOW, READY
-from .errors import ConfigError, DeviceError
+from .errors import AudioError, ConfigError, DeviceError
 
 logger = logging.getLogger(__name__)
 
@@ -163,7 +163,11 @@ class DeviceSource:
         if not 0 < watchdog_s < math.inf or not 0 < retry_s < math.inf:
             raise ConfigError(f"watchdog_s and retry_s must be positive: {watchdog_s}, {retry_s}")
         limits.BLOCK_S.check("block_s", block_s)
-        self.device, self.name, self.sampling_rate = _find_in_child(device)
+        self.device, self.name, rate = _find_in_child(device)
+        try:
+            self.sampling_rate = check_rate(rate)
+        except AudioError as exc:
+            raise DeviceError(f"input device {self.name!r} records at {rate} Hz: {exc}") from None
         self.reconnect = reconnect
         self.watchdog_s, self.retry_s = watchdog_s, retry_s
         self._block_frames = max(1, round(block_s * self.sampling_rate))
