@@ -8,6 +8,8 @@ nor onnxruntime, only sounddevice and numpy.
 
 ``capture.py find DEVICE`` prints, as JSON, the index, name and rate of the input device
 DEVICE (index, name or name fragment; empty: the default), or ``{"error": ...}``.
+``capture.py list`` prints, as JSON, ``{"devices": [...]}`` (``input_devices``) or
+``{"error": ...}``.
 
 ``capture.py record NAME RATE FRAMES`` opens the input device named NAME (exact name, as
 PortAudio lists it now) at RATE Hz, one float32 channel, FRAMES frames per block, writes one
@@ -39,6 +41,8 @@ def main(argv: list[str]) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     if argv[0] == "find":
         find(argv[1])
+    elif argv[0] == "list":
+        list_inputs()
     else:
         record(argv[1], int(argv[2]), int(argv[3]))
     os._exit(0)  # never PortAudio's own clean-up: it may hang on a vanished device
@@ -55,6 +59,15 @@ def find(device: str) -> None:
             "rate": input_rate(sd, index),
         }
     except (OSError, LookupError) as exc:
+        answer = {"error": str(exc)}
+    print(json.dumps(answer), flush=True)
+
+
+def list_inputs() -> None:
+    """Print the input devices as JSON (or why there are none to list)."""
+    try:
+        answer: dict[str, object] = {"devices": input_devices(import_sounddevice())}
+    except OSError as exc:
         answer = {"error": str(exc)}
     print(json.dumps(answer), flush=True)
 

@@ -93,13 +93,10 @@ class RuntimeConfig:
         """The voice-activity gate these settings ask for (None: no gating)."""
         if not self.vad:
             return None
-        try:
-            share = {} if self.vad_min_voiced is None else {"min_voiced": self.vad_min_voiced}
-            if self.vad_threshold_db is None:
-                return NoiseFloorVad(**share)
-            return EnergyVad(threshold_db=self.vad_threshold_db, **share)
-        except ValueError as exc:
-            raise ConfigError(str(exc)) from None
+        share = {} if self.vad_min_voiced is None else {"min_voiced": self.vad_min_voiced}
+        if self.vad_threshold_db is None:
+            return NoiseFloorVad(**share)
+        return EnergyVad(threshold_db=self.vad_threshold_db, **share)
 
 
 # The accepted range of each numeric setting (the flags use the same ranges).

@@ -36,7 +36,7 @@ from .backends import Session
 from .contract import MAX_WINDOW_S, OUTPUT_ADV, OUTPUT_EMBEDDING, SAMPLE_RATE
 from .errors import ModelError
 from .levels import at_model_level
-from .readings import Reading
+from .readings import Reading, scored
 from .scoring import ScoreWindow, WindowScorer
 from .vad import VoiceGate
 
@@ -152,8 +152,9 @@ class IncrementalGraph:
 
 class IncrementalScorer(WindowScorer):
     """A ``Scorer`` that advances an incremental graph by each hop instead of re-scoring the
-    window: the same windows, VAD gating and readings as ``WindowScorer``. The tail window
-    at ``flush`` (off the hop grid) is re-scored whole with ``score_window``."""
+    window: the same windows, VAD gating and readings as ``WindowScorer``, and, like it, no
+    model run for an unvoiced window. The tail window at ``flush`` (off the hop grid) is
+    re-scored whole with ``score_window``."""
 
     def __init__(
         self,
@@ -186,9 +187,22 @@ class IncrementalScorer(WindowScorer):
         self._heard = 0  # samples fed to the graph since the reset
 
     def _advance(self, start: int, window: np.ndarray) -> Reading:
-        """Feed the samples of ``window`` the graph has not heard; its reading. After skipped
-        windows (``skip``) more than a window is new: the state is a function of the last
-        window only, so starting afresh from zeros with this window is exact."""
+        """The reading of ``window``: unvoiced, or re-scored whole when outside the model's
+        level range, without running the graph (as re-scoring runs no model for an unvoiced
+        window); else from the graph, brought up to the window's end (``_catch_up``)."""
+        start_s = self._start_s + start / SAMPLE_RATE
+        end_s = start_s + window.size / SAMPLE_RATE
+        if not self._gate(start, window):
+            return Reading.unvoiced(start_s, end_s)
+        if at_model_level(window) is not window:  # outside the level range: re-score it scaled
+            return self._score_window(window, start_s)
+        return scored(self._graph.path.name, start_s, end_s, *self._catch_up(start, window))
+
+    def _catch_up(self, start: int, window: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Feed the samples of ``window`` the graph has not heard: (adv, embedding). When
+        more than a window is new (windows skipped, or not scored by the graph), the state is
+        a function of the last window only, so starting afresh from zeros with this window is
+        exact."""
         new = start + window.size - self._heard
         if new > window.size:
             self._state = self._graph.initial_state()
@@ -200,15 +214,4 @@ class IncrementalScorer(WindowScorer):
             )
             offset += size
         self._heard = start + window.size
-        start_s = self._start_s + start / SAMPLE_RATE
-        end_s = start_s + window.size / SAMPLE_RATE
-        if not self._gate(start, window):
-            return Reading.unvoiced(start_s, end_s)
-        if at_model_level(window) is not window:  # outside the level range: re-score it scaled
-            return self._score_window(window, start_s)
-        if not (np.isfinite(adv).all() and np.isfinite(embedding).all()):
-            raise ModelError(
-                f"{self._graph.path.name} gave NaN or infinite output for the window "
-                f"{start_s:.3f}-{end_s:.3f} s"
-            )
-        return Reading(start_s, end_s, *map(float, adv), voiced=True, embedding=embedding)
+        return adv, embedding

@@ -35,7 +35,7 @@ from .incremental import IncrementalGraph, IncrementalScorer
 from .levels import at_model_level
 from .numpy_backend import NumpySession
 from .onnxruntime_build import without_schema_noise
-from .readings import FileScore, Reading, aggregate
+from .readings import FileScore, Reading, aggregate, scored
 from .scoring import Scorer, WindowScorer
 from .vad import NoiseFloorVad, VoiceGate
 
@@ -207,14 +207,8 @@ class Model:
         range (``levels.at_model_level``); ModelError if the graph gives NaN or inf."""
         outputs = self._run(at_model_level(samples))
         end_s = start_s + samples.size / SAMPLE_RATE
-        if not all(np.isfinite(o).all() for o in outputs):
-            raise ModelError(
-                f"{self.path.name} gave NaN or infinite output for the window "
-                f"{start_s:.3f}-{end_s:.3f} s"
-            )
-        adv = outputs[0][0]
         embedding = outputs[1][0] if len(outputs) > 1 else None
-        return Reading(start_s, end_s, *map(float, adv), voiced=True, embedding=embedding)
+        return scored(self.path.name, start_s, end_s, outputs[0][0], embedding)
 
 
 def load(

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from .contract import LABELS
+from .errors import ModelError
 
 NAN = float("nan")
 
@@ -48,6 +49,18 @@ class Reading:
     def unvoiced(cls, start_s: float, end_s: float) -> Reading:
         """The reading of a window the gate found no speech in."""
         return cls(start_s, end_s, NAN, NAN, NAN, voiced=False)
+
+
+def scored(
+    source: str, start_s: float, end_s: float, adv: np.ndarray, embedding: np.ndarray | None
+) -> Reading:
+    """The voiced reading of a window from a graph's outputs (``adv`` [3], ``embedding``);
+    ModelError naming the graph ``source`` and the window if any of them is NaN or inf."""
+    if not (np.isfinite(adv).all() and (embedding is None or np.isfinite(embedding).all())):
+        raise ModelError(
+            f"{source} gave NaN or infinite output for the window {start_s:.3f}-{end_s:.3f} s"
+        )
+    return Reading(start_s, end_s, *map(float, adv), voiced=True, embedding=embedding)
 
 
 @dataclass(frozen=True)

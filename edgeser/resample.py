@@ -12,6 +12,7 @@ It streams: blocks of any size give exactly the samples of a one-shot call.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 from typing import Protocol
@@ -131,9 +132,11 @@ class PolyphaseResampler:
         return out
 
 
+@functools.lru_cache(maxsize=8)
 def _polyphase_filters(rate_in: int, rate_out: int, up: int) -> tuple[np.ndarray, int]:
     """The low-pass split into ``up`` phases, each reversed for a dot product with x[i-J+1..i]
-    ([up, J]), and its delay in upsampled samples."""
+    ([up, J]), and its delay in upsampled samples; designed once per rate pair (a resampler
+    is made per file and per stream gap) and shared, read-only."""
     rate_up = rate_in * up
     nyquist = min(rate_in, rate_out) / 2
     width = (1 - PASSBAND) * nyquist
@@ -147,4 +150,6 @@ def _polyphase_filters(rate_in: int, rate_out: int, up: int) -> tuple[np.ndarray
     padded = np.zeros(taps * up)
     padded[:length] = h
     phases = padded.reshape(taps, up).T  # phases[r, j] = h[r + up * j]
-    return np.ascontiguousarray(phases[:, ::-1]), (length - 1) // 2
+    filters = np.ascontiguousarray(phases[:, ::-1])
+    filters.flags.writeable = False
+    return filters, (length - 1) // 2

@@ -18,15 +18,14 @@ import sys
 import threading
 import time
 from collections.abc import Iterable
-from types import ModuleType
 from typing import Any, Protocol
 
 import numpy as np
 
-from . import capture
+from . import capture, limits
 from .audio import check_rate, read_blocks
 from .capture import HEADER, OVERFLOW, READY
-from .errors import ConfigError, DeviceError
+from .errors import AudioError, ConfigError, DeviceError
 
 logger = logging.getLogger(__name__)
 
@@ -133,6 +132,7 @@ class FileSource(BlockSource):
         realtime: bool = False,
         block_s: float = DEFAULT_BLOCK_S,
     ) -> None:
+        limits.BLOCK_S.check("block_s", block_s)
         rate, blocks = read_blocks(path, block_s)
         super().__init__(blocks, rate, realtime)
         self.path = path
@@ -162,7 +162,12 @@ class DeviceSource:
     ) -> None:
         if not 0 < watchdog_s < math.inf or not 0 < retry_s < math.inf:
             raise ConfigError(f"watchdog_s and retry_s must be positive: {watchdog_s}, {retry_s}")
-        self.device, self.name, self.sampling_rate = _find_in_child(device)
+        limits.BLOCK_S.check("block_s", block_s)
+        self.device, self.name, rate = _find_in_child(device)
+        try:
+            self.sampling_rate = check_rate(rate)
+        except AudioError as exc:
+            raise DeviceError(f"input device {self.name!r} records at {rate} Hz: {exc}") from None
         self.reconnect = reconnect
         self.watchdog_s, self.retry_s = watchdog_s, retry_s
         self._block_frames = max(1, round(block_s * self.sampling_rate))
@@ -283,22 +288,31 @@ def _find_in_child(device: int | str | None) -> tuple[int, str, int]:
     """(index, name, rate) of an input device, looked up by a short-lived capture process, so
     that this process never starts PortAudio (whose clean-up at exit hangs or crashes once a
     device's audio server is gone); DeviceError naming the problem otherwise."""
-    spec = "" if device is None else str(device)
+    answer = _ask_child("find", "" if device is None else str(device))
+    if "index" not in answer:
+        raise DeviceError("cannot list input devices: PortAudio failed")
+    return int(answer["index"]), str(answer["name"]), int(answer["rate"])
+
+
+def _ask_child(*command: str) -> dict[str, Any]:
+    """The JSON answer of a short-lived capture process to ``command`` (``find``, ``list``);
+    DeviceError with its reason when it has none, gives an error or does not answer."""
     try:
         found = subprocess.run(
-            [*_CAPTURE, "find", spec],
-            capture_output=True, text=True, timeout=OPEN_TIMEOUT_S,
-        )  # fmt: skip
+            [*_CAPTURE, *command], capture_output=True, text=True, timeout=OPEN_TIMEOUT_S
+        )
     except subprocess.TimeoutExpired:
         raise DeviceError(f"PortAudio listed no devices within {OPEN_TIMEOUT_S:g} s") from None
     try:
         answer = json.loads((found.stdout.strip().splitlines() or ["{}"])[-1])
     except json.JSONDecodeError:
         answer = {}
-    if "error" in answer or "index" not in answer:
+    if not isinstance(answer, dict):
+        answer = {}
+    if not answer or "error" in answer:
         reason = (found.stderr.strip().splitlines() or ["PortAudio failed"])[-1]
         raise DeviceError(answer.get("error") or f"cannot list input devices: {reason}")
-    return int(answer["index"]), str(answer["name"]), int(answer["rate"])
+    return answer
 
 
 def _read_record(fd: int, timeout_s: float) -> tuple[int, np.ndarray] | None:
@@ -336,25 +350,9 @@ def _read_exactly(fd: int, size: int, timeout_s: float) -> bytes | None:
 
 
 def input_devices() -> list[dict[str, Any]]:
-    """PortAudio's input devices: index, name, host API, channels, default rate, is_default."""
-    return capture.input_devices(_sounddevice())
-
-
-def find_input_device(device: int | str | None) -> int:
-    """The index of an input device given by index, exact name or unique name fragment (None:
-    the default input); DeviceError naming the available inputs when there is no such one."""
-    try:
-        return capture.find_input_device(_sounddevice(), device)
-    except LookupError as exc:
-        raise DeviceError(str(exc)) from None
-
-
-def _sounddevice() -> ModuleType:
-    """sounddevice, imported on first use so that scoring files works without PortAudio."""
-    try:
-        return capture.import_sounddevice()
-    except OSError as exc:  # the PortAudio library itself is missing
-        raise DeviceError(str(exc)) from None
+    """PortAudio's input devices: index, name, host API, channels, default rate, is_default;
+    listed by a short-lived capture process, as a device is looked up (``_find_in_child``)."""
+    return list(_ask_child("list")["devices"])
 
 
 def frame_count(block: Any) -> int:

@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from typing import Any
 
+from . import limits
 from .audio import StreamingResampler, as_mono_float32
 from .errors import AudioError, ConfigError, EdgeserError
 from .model import DEFAULT_VAD, Model
@@ -83,10 +84,9 @@ class Stream:
         max_pending: int = 64,
         max_readings: int = 8,
     ) -> None:
-        if smoothing is not None and not 0.0 < smoothing <= 1.0:
-            raise ConfigError(f"smoothing must be in (0, 1], got {smoothing}")
-        if max_pending < 1:
-            raise ConfigError(f"max_pending must be at least 1, got {max_pending}")
+        if smoothing is not None:
+            limits.SMOOTHING.check("smoothing", smoothing)
+        limits.MAX_PENDING.check("max_pending", max_pending)
         if max_readings < 1:
             raise ConfigError(f"max_readings must be at least 1, got {max_readings}")
         self.source = DeviceSource() if source is None else source

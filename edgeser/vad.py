@@ -22,6 +22,7 @@ from typing import Protocol
 import numpy as np
 
 from .contract import SAMPLE_RATE
+from .errors import ConfigError
 from .levels import FRAME_HOP, SILENCE_DB, frame_levels_db
 
 
@@ -39,7 +40,7 @@ class VoiceGate(Protocol):
 def _check_share(min_voiced: float) -> None:
     """``min_voiced`` must be a share of frames in (0, 1]."""
     if not 0.0 < min_voiced <= 1.0:
-        raise ValueError(f"min_voiced must be in (0, 1], got {min_voiced}")
+        raise ConfigError(f"min_voiced must be in (0, 1], got {min_voiced}")
 
 
 def _enough(speech: np.ndarray, inside: int, min_voiced: float) -> bool:
@@ -61,11 +62,11 @@ class NoiseFloorVad:
     def __post_init__(self) -> None:
         _check_share(self.min_voiced)
         if not np.isfinite(self.margin_db) or self.margin_db < 0:
-            raise ValueError(f"margin_db must be a finite number >= 0, got {self.margin_db}")
+            raise ConfigError(f"margin_db must be a finite number >= 0, got {self.margin_db}")
         if not np.isfinite(self.floor_s) or self.floor_s <= 0:
-            raise ValueError(f"floor_s must be positive, got {self.floor_s}")
+            raise ConfigError(f"floor_s must be positive, got {self.floor_s}")
         if self.smooth_frames < 1:
-            raise ValueError(f"smooth_frames must be at least 1, got {self.smooth_frames}")
+            raise ConfigError(f"smooth_frames must be at least 1, got {self.smooth_frames}")
 
     @property
     def history_s(self) -> float:
@@ -83,10 +84,14 @@ class NoiseFloorVad:
         """The tracked noise floor at each of the last ``inside`` frames (inf: none yet):
         the minimum smoothed level over ``floor_s`` up to the frame, over whole spans of
         frames that carry signal."""
+        return self._floor_db(levels_db, self.smoothed_db(levels_db), inside)
+
+    def _floor_db(self, levels_db: np.ndarray, smoothed_db: np.ndarray, inside: int) -> np.ndarray:
+        """``floor_db`` from the levels and their ``smoothed_db``, computed once by the caller."""
         n, k = levels_db.size, self.smooth_frames
         silent = np.convolve(levels_db <= SILENCE_DB, np.ones(k), mode="full")[:n] > 0
         silent[: k - 1] = True  # spans reaching before the heard audio are not whole
-        smoothed = np.where(silent, np.inf, self.smoothed_db(levels_db))
+        smoothed = np.where(silent, np.inf, smoothed_db)
         span = max(1, round(self.floor_s * SAMPLE_RATE / FRAME_HOP))
         padded = np.concatenate([np.full(span - 1, np.inf), smoothed])
         windows = np.lib.stride_tricks.sliding_window_view(padded, span)[n - inside :]
@@ -95,10 +100,9 @@ class NoiseFloorVad:
     def voiced(self, levels_db: np.ndarray, inside: int) -> bool:
         """Whether enough of the window's frames rise ``margin_db`` above the tracked floor."""
         first = levels_db.size - inside
-        frames = levels_db[first:]
-        smoothed = self.smoothed_db(levels_db)[first:]
-        floor = self.floor_db(levels_db, inside)
-        speech = (frames > SILENCE_DB) & (smoothed >= floor + self.margin_db)
+        smoothed = self.smoothed_db(levels_db)  # once: for the frames and for their floor
+        floor = self._floor_db(levels_db, smoothed, inside)
+        speech = (levels_db[first:] > SILENCE_DB) & (smoothed[first:] >= floor + self.margin_db)
         return _enough(speech, inside, self.min_voiced)
 
     def is_voiced(self, window: np.ndarray) -> bool:
@@ -119,7 +123,7 @@ class EnergyVad:
     def __post_init__(self) -> None:
         _check_share(self.min_voiced)
         if not np.isfinite(self.threshold_db):
-            raise ValueError(f"threshold_db must be a finite number, got {self.threshold_db}")
+            raise ConfigError(f"threshold_db must be a finite number, got {self.threshold_db}")
 
     @property
     def history_s(self) -> float:

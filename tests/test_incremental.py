@@ -183,6 +183,59 @@ def test_skipped_windows_resume_exactly(exported) -> None:
     assert_same_readings(*results)
 
 
+def fed_to_the_graph(readings: list, window: int) -> int:
+    """Samples the graph hears when it runs only for the voiced windows of ``readings`` (hop
+    grid): what is new since the last of them, at most a whole window (afresh from zeros)."""
+    heard = fed = 0
+    for r in readings:
+        end = round(r.end_s * SAMPLE_RATE)
+        if r.voiced:
+            fed += min(end - heard, window)
+            heard = end
+    return fed
+
+
+@pytest.mark.parametrize("hop_s", [0.25, 1.0])
+def test_the_graph_runs_only_for_the_windows_it_scores(exported, monkeypatch, hop_s) -> None:
+    """Unvoiced windows (a live microphone's usual quiet) cost no graph step, as they cost no
+    model run when re-scoring; the voiced windows after them are still exact: the graph
+    catches up on what it has not heard, or starts afresh from zeros after a whole window."""
+    model, graph = exported
+    quiet = 0.001 * np.random.default_rng(8).standard_normal(8 * SAMPLE_RATE)  # -60 dBFS
+    short_gap, long_gap = quiet[: 4 * SAMPLE_RATE], quiet  # shorter / longer than a window
+    speech = [speech_like(seconds, seed) for seed, seconds in enumerate((3.0, 3.0, 4.0))]
+    audio = np.concatenate([speech[0], short_gap, speech[1], long_gap, speech[2]])
+    audio = audio.astype(np.float32)
+    steps: list[int] = []
+    step = graph.step
+
+    def counted(chunk: np.ndarray, state: dict) -> tuple:
+        steps.append(chunk.size)
+        return step(chunk, state)
+
+    monkeypatch.setattr(graph, "step", counted)
+    rescoring, incremental = scorers(model, graph, hop_s, EnergyVad())
+    a = rescoring.push(audio)
+    b = incremental.push(audio)
+    assert_same_readings(a, b)
+    assert any(not r.voiced for r in b) and b[-1].voiced
+    assert sum(steps) == fed_to_the_graph(b, round(WINDOW_S * SAMPLE_RATE)) < audio.size
+
+
+def test_nan_from_the_graph_is_a_model_error_naming_it_and_the_window(exported, monkeypatch):
+    model, graph = exported
+    step = graph.step
+
+    def broken(chunk: np.ndarray, state: dict) -> tuple:
+        adv, embedding, new_state = step(chunk, state)
+        return np.full_like(adv, np.nan), embedding, new_state
+
+    monkeypatch.setattr(graph, "step", broken)
+    _, incremental = scorers(model, graph, 0.25)
+    with pytest.raises(ModelError, match=r"student\.stream\.onnx gave NaN .* 0\.000-3\.000 s"):
+        incremental.push(speech_like(3.0))
+
+
 def test_incremental_step_matches_window_in_torch(one_thread: None) -> None:
     """The exported module itself, before ONNX: exact to float rounding."""
     student = random_student()

@@ -72,3 +72,20 @@ def test_runtime_uses_the_selected_resampler(monkeypatch):
     monkeypatch.setenv(ENV_RESAMPLER, "scipy")
     with pytest.raises(ConfigError, match="resampler must be soxr, numpy or auto"):
         to_mono_float32(x, 48_000)
+
+
+def test_the_filter_of_a_rate_pair_is_designed_once_and_shared_read_only(monkeypatch):
+    """A resampler per file (``score_file``) or per gap (a Stream's reset) reuses the low-pass
+    of its rate pair (a 65k-tap Kaiser design at 44.1 kHz) instead of designing it again;
+    the shared filter cannot be changed through one of them, and both still resample alike."""
+    monkeypatch.setenv(ENV_RESAMPLER, "numpy")
+    a, b = PolyphaseResampler(44_100, 16_000), PolyphaseResampler(44_100, 16_000)
+    assert a._filters is b._filters
+    assert not a._filters.flags.writeable
+    first, second = StreamingResampler(44_100), StreamingResampler(44_100)
+    second.reset()
+    assert first._stream._filters is second._stream._filters is a._filters
+    x = voice_like(0.5, 44_100)
+    np.testing.assert_array_equal(
+        np.concatenate([a.process(x), a.flush()]), np.concatenate([b.process(x), b.flush()])
+    )

@@ -87,3 +87,22 @@ def test_cli_streams_from_the_device_and_lists_it(jack_server, tiny_model_path):
     lines = [json.loads(line) for line in run.stdout.splitlines()]
     assert [line["end_s"] for line in lines] == [1.0, 1.25]
     assert "stream stopped: 2 readings (0 voiced)" in run.stderr
+
+
+def test_listing_devices_never_starts_portaudio_in_this_process(jack_server):
+    """``input_devices`` (``edgeser devices``) asks a capture process, as a stream's device
+    lookup does: this process never loads PortAudio, whose clean-up can hang at exit once a
+    device's audio server is gone."""
+    code = (
+        "import json, sys; from edgeser.sources import input_devices; "
+        "found = input_devices(); "
+        "print(json.dumps([[d['name'] for d in found], 'sounddevice' in sys.modules]))"
+    )
+    env = {**os.environ, "JACK_DEFAULT_SERVER": jack_server}
+    run = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=30
+    )
+    assert run.returncode == 0, run.stderr
+    names, loaded = json.loads(run.stdout.splitlines()[-1])
+    assert "system" in names
+    assert not loaded

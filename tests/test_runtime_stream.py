@@ -213,6 +213,33 @@ def test_bad_stream_settings(tiny_model, kwargs):
         edgeser.Stream(tiny_model, edgeser.BlockSource([], SAMPLE_RATE), **kwargs)
 
 
+@pytest.mark.parametrize("block_s", [float("nan"), 0.0, -1.0, 5.0])
+def test_bad_block_lengths_are_config_errors_from_the_sources(write_wav, block_s):
+    """``block_s`` has the range ``edgeser.limits`` gives it for the flag and the TOML key,
+    checked by the sources themselves (a NaN was a bare ValueError from round())."""
+    path = write_wav("short.wav", voice_like(1.0))
+    with pytest.raises(edgeser.ConfigError, match="block_s"):
+        edgeser.FileSource(path, block_s=block_s)
+    with pytest.raises(edgeser.ConfigError, match="block_s"):
+        edgeser.DeviceSource(block_s=block_s)
+
+
+def test_a_device_rate_no_stream_can_take_is_a_device_error_naming_it(monkeypatch):
+    """PortAudio's default rate of an odd device (0 Hz, 1 MHz) fails where the device is
+    opened, as a DeviceError, not later as an AudioError of the Stream's resampler."""
+    from edgeser import sources
+
+    for rate in (0, 1_000_000):
+        monkeypatch.setattr(sources, "_find_in_child", lambda device, r=rate: (3, "odd mic", r))
+        with pytest.raises(edgeser.DeviceError, match=f"'odd mic'.*{rate} Hz"):
+            edgeser.DeviceSource("odd")
+
+
+def test_stream_settings_have_the_ranges_of_their_flags(tiny_model):
+    with pytest.raises(edgeser.ConfigError, match="max_pending must be a whole number"):
+        edgeser.Stream(tiny_model, edgeser.BlockSource([], SAMPLE_RATE), max_pending=10**6)
+
+
 def test_callback_gets_the_readings_and_its_errors_do_not_stop_the_stream(tiny_model, caplog):
     got: list[edgeser.Reading] = []
 

@@ -112,3 +112,39 @@ def test_a_sustained_vowel_after_room_noise_is_speech_thanks_to_the_tracked_floo
     assert not NoiseFloorVad().is_voiced(x[3 * SAMPLE_RATE :])
     readings = tiny_model.scorer(vad=NoiseFloorVad()).push(x)
     assert [round(r.start_s, 2) for r in readings if r.voiced] == [2.25, 2.5, 2.75, 3.0]
+
+
+def test_a_bad_gate_setting_is_a_config_error_from_the_gate_itself():
+    """Python users building a gate get the typed error the CLI and TOML give, not a bare
+    ValueError (``RuntimeConfig.voice_gate`` then needs no translation)."""
+    bad = [
+        lambda: NoiseFloorVad(min_voiced=0.0),
+        lambda: NoiseFloorVad(margin_db=-1.0),
+        lambda: NoiseFloorVad(floor_s=0.0),
+        lambda: NoiseFloorVad(smooth_frames=0),
+        lambda: EnergyVad(threshold_db=float("nan")),
+        lambda: EnergyVad(min_voiced=1.5),
+    ]
+    for make in bad:
+        with pytest.raises(edgeser.ConfigError):
+            make()
+
+
+def test_the_noise_floor_gate_smooths_the_levels_once_per_verdict(monkeypatch):
+    """The per-hop verdict smooths the frame levels once, for both the frames and the floor
+    (the hot path of a Stream), and gives the verdict the floor and margin define."""
+    levels = frame_levels_db(voice_like(3.0) + 0.001 * _noise("white", 3.0))
+    gate = NoiseFloorVad()
+    inside = levels.size // 2
+    smoothed = gate.smoothed_db(levels)[levels.size - inside :]
+    expected = np.count_nonzero(smoothed >= gate.floor_db(levels, inside) + gate.margin_db)
+    calls = []
+    original = NoiseFloorVad.smoothed_db
+
+    def counted(self, levels_db):
+        calls.append(levels_db.size)
+        return original(self, levels_db)
+
+    monkeypatch.setattr(NoiseFloorVad, "smoothed_db", counted)
+    assert gate.voiced(levels, inside) == (expected >= gate.min_voiced * inside)
+    assert calls == [levels.size]
