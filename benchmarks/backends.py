@@ -16,7 +16,6 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ[_var] = "1"
 
 import argparse  # noqa: E402
-import json  # noqa: E402
 import shlex  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
@@ -32,7 +31,7 @@ from edgeser.contract import SAMPLE_RATE  # noqa: E402
 from . import students  # noqa: E402
 from .config import REPO  # noqa: E402
 from .machine import machine_info  # noqa: E402
-from .report import table, update_section  # noqa: E402
+from .report import publish_focused, table  # noqa: E402
 from .streaming import hop_pusher  # noqa: E402
 from .timing import Workload, measure  # noqa: E402
 
@@ -154,10 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     command = shlex.join(["python", "-m", "benchmarks.backends", *(argv or sys.argv[1:])])
     results = run(args.iterations)
-    results["command"] = command
-    (OUT / "backends.json").write_text(json.dumps(results, indent=2) + "\n")
-    update_section(OUT / "RESULTS.md", "numpy-backend", section(results, command))
-    print("\n".join(section(results, command)))
+    publish_focused(OUT, "backends", "numpy-backend", results, command, section(results, command))
     return 0
 
 

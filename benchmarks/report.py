@@ -56,6 +56,17 @@ def update_section(path: Path, name: str, lines: list[str]) -> None:
     path.write_text(text.replace(old, block) if old else text.rstrip("\n") + "\n" + block)
 
 
+def publish_focused(
+    out: Path, stem: str, name: str, results: dict[str, Any], command: str, lines: list[str]
+) -> None:
+    """A focused benchmark's results: ``OUT/STEM.json`` (with its command), its section
+    ``name`` of ``OUT/RESULTS.md`` replaced, and the section printed."""
+    results["command"] = command
+    (out / f"{stem}.json").write_text(json.dumps(results, indent=2) + "\n")
+    update_section(out / "RESULTS.md", name, lines)
+    print("\n".join(lines))
+
+
 def table(header: list[str], rows: list[list[Any]]) -> list[str]:
     """A markdown table (for the focused benchmarks' sections)."""
     return _table(header, rows)

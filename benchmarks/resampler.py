@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import os
 import shlex
 import sys
@@ -35,7 +34,7 @@ from edgeser.resample import ENV_RESAMPLER, PolyphaseResampler, SoxrStream, resa
 
 from .config import REPO
 from .machine import machine_info
-from .report import table, update_section
+from .report import publish_focused, table
 
 OUT = REPO / "benchmarks"
 RATES = (48_000, 44_100)
@@ -219,10 +218,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     command = shlex.join(["python", "-m", "benchmarks.resampler", *(argv or sys.argv[1:])])
     results = run(args.corpora, args.files)
-    results["command"] = command
-    (OUT / "resampler.json").write_text(json.dumps(results, indent=2) + "\n")
-    update_section(OUT / "RESULTS.md", "resampler", section(results, command))
-    print("\n".join(section(results, command)))
+    publish_focused(OUT, "resampler", "resampler", results, command, section(results, command))
     return 0
 
 

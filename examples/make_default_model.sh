@@ -11,20 +11,10 @@
 # written into the package. Seconds per stage are appended to runs/default/timings.tsv.
 set -euo pipefail
 
-CORPORA=${CORPORA:-../shared/corpora}
-NICE=${NICE:-nice -n 10}
 mkdir -p runs/default
 TIMINGS=runs/default/timings.tsv
-
-stage() {  # stage NAME COMMAND...: run it, record its wall time
-    local name=$1 start=$SECONDS
-    shift
-    echo "== $name: $*" >&2
-    $NICE "$@"
-    printf '%s\t%s\t%s\n' "$name" "$((SECONDS - start))" "$(date -u +%FT%TZ)" >>"$TIMINGS"
-}
-
-test -d "$CORPORA/ravdess" || { echo "no corpora at $CORPORA" >&2; exit 2; }
+# shellcheck source=examples/stages.sh
+source "$(dirname "$0")/stages.sh"
 
 stage teacher python -m edgeser.distill.reference_train configs/reference_teacher.toml
 stage manifest python -m edgeser.distill.reference_train configs/reference_teacher.toml \

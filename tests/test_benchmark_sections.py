@@ -29,3 +29,15 @@ def test_a_full_run_keeps_the_sections(tmp_path, monkeypatch):
     text = path.read_text()
     assert text.startswith("# new full run\n") and "old" not in text
     assert "kept" in text and text.count("<!-- section: resampler -->") == 1
+
+
+def test_a_focused_benchmark_publishes_its_json_and_its_section(tmp_path, capsys):
+    import json
+
+    (tmp_path / "RESULTS.md").write_text("# results\n")
+    lines = ["## resampler", "", "figures"]
+    report.publish_focused(tmp_path, "resampler", "resampler", {"x": 1}, "python -m b", lines)
+    written = json.loads((tmp_path / "resampler.json").read_text())
+    assert written == {"x": 1, "command": "python -m b"}
+    assert report._sections((tmp_path / "RESULTS.md").read_text()).keys() == {"resampler"}
+    assert capsys.readouterr().out.strip() == "\n".join(lines)
