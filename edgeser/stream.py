@@ -60,7 +60,7 @@ class StreamStats:
 
     blocks: int = 0  # blocks the source delivered
     dropped_blocks: int = 0  # ... that the worker had no room for (it stalled)
-    bad_blocks: int = 0  # ... that were unusable (NaN/inf, wrong shape or dtype) and skipped
+    bad_blocks: int = 0  # ... (or 1 s pieces of longer ones) unusable (NaN, wrong shape): skipped
     overflows: int = 0  # times the device reported lost input
     readings: int = 0  # readings produced
     voiced: int = 0  # ... of which voiced (scored as speech)
