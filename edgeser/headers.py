@@ -129,10 +129,10 @@ def _wav_frames(file: BinaryIO, layout: _Layout, end: int) -> int | None:
                 return None
             tag, _, _, _, block_align = struct.unpack(order + "HHIIH", fmt[:14])
             framed = tag in _FRAMED_WAV_FORMATS and block_align > 0
-        elif chunk_id == b"ds64" and size >= 16:
-            data_size64 = struct.unpack("<QQ", file.read(16))[1]
-        elif chunk_id == b"fact" and size >= 4:
-            fact = struct.unpack(order + "I", file.read(4))[0] if layout is not _W64 else None
+        elif chunk_id == b"ds64":
+            data_size64 = _field(file, size, "<QQ", 1)  # after the 64-bit RIFF size
+        elif chunk_id == b"fact" and layout is not _W64:
+            fact = _field(file, size, order + "I", 0)
         elif chunk_id == b"data":
             if not framed or block_align is None:
                 return fact or None
@@ -144,12 +144,22 @@ def _wav_frames(file: BinaryIO, layout: _Layout, end: int) -> int | None:
     return None
 
 
+def _field(file: BinaryIO, size: int, layout: str, index: int) -> int | None:
+    """Field ``index`` of the struct ``layout`` that starts a chunk of ``size`` bytes; None if
+    the chunk (or the file) is shorter."""
+    wanted = struct.calcsize(layout)
+    data = file.read(min(size, wanted))
+    return struct.unpack(layout, data)[index] if len(data) == wanted else None
+
+
 def _aiff_frames(file: BinaryIO, end: int) -> int | None:
     """Frames of an AIFF/AIFC: numSampleFrames of its COMM chunk (packets of 64 frames for
     AIFC 'ima4')."""
     for chunk_id, size in _chunks(file, _RIFX, end):
-        if chunk_id == b"COMM" and size >= 6:
-            comm = file.read(min(size, 22))
+        if chunk_id == b"COMM":
+            comm = file.read(min(size, 22))  # channels, frames, bits, rate, AIFC compression
+            if len(comm) < 6:
+                return None
             frames = struct.unpack(">hI", comm[:6])[1]
             ima4 = comm[18:22] == b"ima4"
             return frames * _IMA4_FRAMES_PER_PACKET if ima4 else frames
