@@ -13,13 +13,14 @@ import soundfile as sf
 
 from .contract import SAMPLE_RATE
 from .errors import AudioError, AudioFileError
-from .headers import declared_frames
+from .headers import cut_short, declared_frames
 from .levels import no_signal_reason
 from .resample import resample, resample_stream
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif", ".opus")
 MAX_CHANNELS = 2  # mono or stereo; multichannel arrays are ambiguous and rejected
 MIN_RATE, MAX_RATE = 4_000, 768_000  # Hz; the resampler's memory also stays bounded in here
+UNKNOWN_FRAMES = 2**63 - 1  # libsndfile's frame count when a header leaves it open (FLAC's 0)
 
 
 def to_mono_float32(signal: np.ndarray, sampling_rate: int) -> np.ndarray:
@@ -232,13 +233,14 @@ def read_blocks(
     long file is never held in memory whole. Opening raises AudioFileError at once for a
     missing, unreadable, non-regular (a FIFO) or non-audio file, or an implausible rate; the
     iterator raises it for a decoding error mid-file (a truncated FLAC, say) and, after the
-    last block, for a WAV/AIFF with fewer frames than its header declares."""
+    last block, for a file cut short: fewer frames than its header declares (WAV, RF64, W64,
+    AIFF, FLAC, an MP3 with a Xing header), or an Ogg stream without its end."""
     path = as_path(path)
     if not path.exists():
         raise AudioFileError(f"{path}: no such file")
     if path.is_dir():
         raise AudioFileError(f"{path}: is a directory, not an audio file")
-    expected = _declared_frames(path)
+    expected, cut = _declared_length(path)
     try:
         sound = sf.SoundFile(os.fsencode(path))
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
@@ -249,13 +251,17 @@ def read_blocks(
             f"{path}: the header gives a sample rate of {sound.samplerate} Hz; speech audio "
             f"has at least {MIN_RATE} Hz (a corrupt or hand-made header?)"
         )
-    block_frames = -1 if block_s is None else max(1, round(block_s * sound.samplerate))
-    return sound.samplerate, _blocks(path, sound, block_frames, expected)
+    if sound.frames != UNKNOWN_FRAMES:  # libsndfile's count: FLAC's or a Xing header's as is
+        expected = max(expected or 0, sound.frames)
+    whole = block_s is None and sound.frames != UNKNOWN_FRAMES
+    block_frames = -1 if whole else max(1, round((block_s or 1.0) * sound.samplerate))
+    return sound.samplerate, _blocks(path, sound, block_frames, expected, cut)
 
 
-def _declared_frames(path: Path) -> int | None:
+def _declared_length(path: Path) -> tuple[int | None, str | None]:
     """Open the file as the OS sees it (a permission problem is named, a FIFO refused
-    without blocking) and return the frame count its header declares, if any."""
+    without blocking): the frame count its header declares, if any, and why it is cut short
+    if its container shows that without a count (``edgeser.headers``)."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     except OSError as exc:
@@ -264,16 +270,17 @@ def _declared_frames(path: Path) -> int | None:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             raise AudioFileError(f"{path}: not a regular file (a FIFO, device or socket)")
         try:
-            return declared_frames(file)
+            return declared_frames(file), cut_short(file)
         except OSError as exc:
             raise AudioFileError(f"{path}: cannot read ({exc.strerror})") from None
 
 
 def _blocks(
-    path: Path, sound: sf.SoundFile, block_frames: int, expected: int | None
+    path: Path, sound: sf.SoundFile, block_frames: int, expected: int | None, cut: str | None
 ) -> Iterator[np.ndarray]:
     """Yield the blocks of an open file, closing it at the end; decoding errors and a file
-    shorter than its header declares are AudioFileErrors (raised after what was read)."""
+    cut short (``expected`` frames not there, or ``cut``: why) are AudioFileErrors, raised
+    after what was read."""
     read = 0
     with sound:
         while True:
@@ -287,12 +294,14 @@ def _blocks(
             yield block
             if block_frames < 0:
                 break
+    rate = sound.samplerate
     if expected is not None and read < expected:
-        rate = sound.samplerate
         raise AudioFileError(
             f"{path}: truncated: the header declares {expected} frames "
             f"({expected / rate:.3f} s), the file holds {read} ({read / rate:.3f} s)"
         )
+    if cut is not None:
+        raise AudioFileError(f"{path}: truncated: {cut}; it holds {read / rate:.3f} s")
 
 
 def find_audio_files(

@@ -10,17 +10,25 @@ than a hop of newer audio is already queued, the windows due meanwhile are skipp
 and the audio still goes into the buffer: readings stay current and windows stay whole. Only if
 the worker stalls until ``max_pending`` blocks are queued are blocks dropped (counted); a gap
 (dropped or bad blocks) restarts the buffer at the next block, so no window ever spans one.
+
+Each block is copied as it is handed over (a source may reuse its buffer at once), in pieces of
+at most ``MAX_PIECE_S`` seconds: however long a block, the stream holds at most ``max_pending``
+pieces of it and scores a piece at a time, so its memory is bounded by the window, not the block.
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import logging
 import queue
 import threading
+import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from typing import Any
+
+import numpy as np
 
 from . import limits
 from .audio import StreamingResampler, as_mono_float32
@@ -33,6 +41,17 @@ from .vad import VoiceGate
 logger = logging.getLogger(__name__)
 
 _END = object()  # end of the source (in the block queue) or of the readings (in theirs)
+MAX_PIECE_S = 1.0  # a longer block is queued (copied) and scored in pieces of this length
+_running: weakref.WeakSet[Stream] = weakref.WeakSet()  # started and not yet stopped
+
+
+@atexit.register
+def _stop_running_streams() -> None:
+    """At interpreter exit, stop (and join) every stream still running: a worker left inside
+    onnxruntime when the interpreter finalizes is killed by ``pthread_exit`` unwinding through
+    C++ frames, and the process aborts (``terminate called without an active exception``)."""
+    for stream in list(_running):
+        stream.stop()
 
 
 @dataclass
@@ -41,7 +60,7 @@ class StreamStats:
 
     blocks: int = 0  # blocks the source delivered
     dropped_blocks: int = 0  # ... that the worker had no room for (it stalled)
-    bad_blocks: int = 0  # ... that were unusable (NaN/inf, wrong shape or dtype) and skipped
+    bad_blocks: int = 0  # ... (or 1 s pieces of longer ones) unusable (NaN, wrong shape): skipped
     overflows: int = 0  # times the device reported lost input
     readings: int = 0  # readings produced
     voiced: int = 0  # ... of which voiced (scored as speech)
@@ -101,6 +120,8 @@ class Stream:
         self._readings: queue.Queue[Any] = queue.Queue()  # bounded by hand: see _deliver
         self._max_readings = max_readings
         self._next_frame = 0  # source frame at which the next delivered block starts
+        self._arrived = 0  # frames the source delivered (its thread writes it, the worker reads)
+        self._piece_frames = max(1, round(MAX_PIECE_S * self.source.sampling_rate))
         self._stopping = threading.Event()
         self._worker = threading.Thread(target=self._work, name="edgeser-stream", daemon=True)
         self._started = False
@@ -111,6 +132,7 @@ class Stream:
         """Start the worker, then the source."""
         if not self._started:
             self._started = True
+            _running.add(self)
             self._worker.start()
             try:
                 self.source.start(self)
@@ -122,6 +144,7 @@ class Stream:
     def stop(self) -> None:
         """Stop the source and the worker (no flush: readings still queued remain)."""
         self._stopping.set()
+        _running.discard(self)
         self.source.stop()
         if self._worker.is_alive() and self._worker is not threading.current_thread():
             self._worker.join(timeout=5)
@@ -141,10 +164,16 @@ class Stream:
 
     def __iter__(self) -> Iterator[Reading]:
         """The readings as they come, until the source ends or the stream is stopped; re-raises
-        the error that broke the source off, if any."""
+        the error that broke the source off, if any. An iterator that started the stream (no
+        ``with`` or ``start()`` before) stops it when it ends or is abandoned (``break``)."""
+        owner = not self._started
         self.start()
-        while (item := self._next_item()) is not _END:
-            yield item
+        try:
+            while (item := self._next_item()) is not _END:
+                yield item
+        finally:
+            if owner:
+                self.stop()
         self._readings.put(_END)  # a second iterator ends too
         if self.error is not None:
             raise self.error
@@ -161,17 +190,27 @@ class Stream:
     # -- the source's side (BlockSink): never waits when the source is live ------------------
 
     def block(self, data: Any) -> None:
-        """Queue one block with its position in the source (drop and count if no room)."""
-        item = (self._next_frame, data)
-        self._next_frame += frame_count(data)
+        """Queue a copy of one block, in pieces, each with its position in the source and the
+        frames delivered up to the block's end (a live source's block is dropped, and counted,
+        from the first piece there is no room for)."""
+        block = _as_block(data)
+        frames = frame_count(block)
+        first = self._next_frame
+        self._next_frame += frames
+        arrived = self._arrived + frames
         self.stats.blocks += 1
-        if self.source.live:
+        for offset, piece in _copied_pieces(block, self._piece_frames):
+            item = (first + offset, piece, arrived)
+            if not self.source.live:
+                if not self._put_unless_stopping(item):
+                    break
+                continue
             try:
                 self._blocks.put_nowait(item)
             except queue.Full:
                 self.stats.dropped_blocks += 1
-        else:
-            self._put_unless_stopping(item)
+                break
+        self._arrived = arrived
 
     def overflow(self) -> None:
         """Count input lost by the device."""
@@ -190,14 +229,15 @@ class Stream:
         self.stats.reconnects += 1
         self._next_frame += lost_frames
 
-    def _put_unless_stopping(self, item: object) -> None:
-        """Wait for room in the block queue, giving up when the stream is stopped."""
+    def _put_unless_stopping(self, item: object) -> bool:
+        """Wait for room in the block queue; False if the stream was stopped meanwhile."""
         while not self._stopping.is_set():
             try:
                 self._blocks.put(item, timeout=0.1)
-                return
+                return True
             except queue.Full:
                 continue
+        return False
 
     # -- the worker --------------------------------------------------------------------------
 
@@ -213,16 +253,17 @@ class Stream:
                 if item is _END:
                     self._flush()
                     break
-                frame, data = item
-                expected = self._process(frame, data, expected)
+                frame, data, arrived = item
+                expected = self._process(frame, data, arrived, expected)
         except BaseException as exc:  # the model failed (ModelError), or a bug: end, re-raise
             logger.exception("stream worker failed")
             self.error = exc
         finally:
             self._readings.put(_END)
 
-    def _process(self, frame: int, data: Any, expected: int | None) -> int | None:
-        """Score one block; returns the frame the next block must start at (None: a gap)."""
+    def _process(self, frame: int, data: Any, arrived: int, expected: int | None) -> int | None:
+        """Score one piece of a block (``arrived``: frames delivered up to the block's end);
+        returns the frame the next piece must start at (None: a gap)."""
         try:
             samples = as_mono_float32(data, channels_last=True)
         except EdgeserError as exc:
@@ -236,8 +277,8 @@ class Stream:
             self._resampler.reset()
             self._scorer.reset(frame / rate)
         resampled = self._resampler.process(samples)
-        queued_s = self._blocks.qsize() * samples.size / rate
-        if self.source.live and queued_s > self._scorer.hop_s:  # behind: these windows are stale
+        newer_s = (self._arrived - arrived) / rate  # audio delivered after this block
+        if self.source.live and newer_s > self._scorer.hop_s:  # behind: these windows are stale
             self.stats.skipped_windows += self._scorer.skip(resampled)
         else:
             for reading in self._scorer.push(resampled):
@@ -276,3 +317,24 @@ class Stream:
         except Exception:  # the user's code must not end the stream
             self.stats.callback_errors += 1
             logger.exception("stream callback failed")
+
+
+def _as_block(data: Any) -> Any:
+    """A block as a numpy array (not copied), or as it came if it is not array-like (ragged),
+    for the worker to count as bad."""
+    try:
+        return np.asarray(data)
+    except Exception:
+        return data
+
+
+def _copied_pieces(block: Any, most: int) -> Iterator[tuple[int, Any]]:
+    """(frame offset, copy) of consecutive pieces of at most ``most`` frames of a block; one that
+    is not a 1-D or 2-D array comes whole, for the worker to refuse."""
+    if not isinstance(block, np.ndarray):
+        yield 0, block
+    elif block.ndim not in (1, 2):
+        yield 0, block.copy()
+    else:
+        for offset in range(0, max(1, len(block)), most):
+            yield offset, block[offset : offset + most].copy()

@@ -6,9 +6,11 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import tracemalloc
 
 import numpy as np
 import pytest
+import soundfile as sf
 from conftest import voice_like
 
 import edgeser
@@ -328,3 +330,43 @@ def test_any_ending_of_the_block_iterable_ends_the_stream(tiny_model, ending):
 def test_bad_readings_bound(tiny_model, kwargs):
     with pytest.raises(edgeser.ConfigError, match="max_readings"):
         edgeser.Stream(tiny_model, edgeser.BlockSource([], SAMPLE_RATE), **kwargs)
+
+
+def test_a_block_buffer_reused_by_the_source_does_not_change_the_readings(tiny_model, write_wav):
+    """soundfile's ``blocks(out=...)`` refills one buffer: the stream must copy what it queues."""
+    path = write_wav("voice.wav", _voice_gap_voice())
+    blocks = sf.blocks(path, 800, dtype="float32")
+    fresh = list(edgeser.Stream(tiny_model, edgeser.BlockSource(blocks, SAMPLE_RATE)))
+    buffer = np.empty(800, np.float32)
+    reused = sf.blocks(path, dtype="float32", out=buffer)
+    stream = edgeser.Stream(tiny_model, edgeser.BlockSource(reused, SAMPLE_RATE), max_pending=64)
+    _same_readings(list(stream), fresh)
+    _same_readings(fresh, tiny_model.score_file(path).windows)
+
+
+def test_one_long_block_is_scored_in_memory_bounded_by_the_window(tiny_model):
+    """A 20-minute block: the stream holds a few pieces of it, not a copy of every window
+    (300 MB for this model before the fix; 970 MB for a 60-minute block and the default model)."""
+    block = np.tile(voice_like(10.0), 6 * 20)
+    expected = round((block.size / SAMPLE_RATE - 1.0) / 0.25) + 1
+    stream = edgeser.Stream(tiny_model, edgeser.BlockSource([block], SAMPLE_RATE), vad=None)
+    tracemalloc.start()
+    try:
+        readings = sum(1 for _ in stream)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert readings == expected
+    assert peak < 16 * 2**20, f"peak {peak / 2**20:.0f} MiB for a 73 MiB block"
+
+
+def test_long_blocks_give_the_readings_of_short_ones(tiny_model, write_wav):
+    """Pieces of a long block are one signal: the same readings as the file in 50 ms blocks,
+    for a stereo 44.1 kHz block that the stream resamples piece by piece."""
+    x = _voice_gap_voice(44_100)
+    stereo = np.stack([x, 0.5 * x], axis=1)
+    path = write_wav("stereo44.wav", stereo, rate=44_100, subtype="FLOAT")
+    with edgeser.Stream(tiny_model, edgeser.BlockSource([stereo], 44_100)) as stream:
+        streamed = list(stream)
+    _same_readings(streamed, tiny_model.score_file(path).windows)
+    assert stream.stats.blocks == 1 and stream.stats.bad_blocks == 0
