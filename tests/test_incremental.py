@@ -227,8 +227,8 @@ def test_nan_from_the_graph_is_a_model_error_naming_it_and_the_window(exported, 
     step = graph.step
 
     def broken(chunk: np.ndarray, state: dict) -> tuple:
-        adv, embedding, new_state = step(chunk, state)
-        return np.full_like(adv, np.nan), embedding, new_state
+        (adv, embedding, categories), new_state = step(chunk, state)
+        return (np.full_like(adv, np.nan), embedding, categories), new_state
 
     monkeypatch.setattr(graph, "step", broken)
     _, incremental = scorers(model, graph, 0.25)
