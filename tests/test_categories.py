@@ -259,6 +259,19 @@ def test_a_files_aggregate_is_the_mean_of_its_voiced_windows(
     assert result.aggregate.emotion == CATEGORY_LABELS[int(mean.argmax())]
 
 
+def test_predict_on_a_long_clip_gives_the_mean_of_its_windows(
+    categorical_model_path, backend, write_wav
+):
+    """A clip longer than ``WHOLE_CLIP_WINDOWS`` windows is scored window by window, and its
+    categories are those of ``score_file`` without a gate: the mean over the windows."""
+    model = edgeser.load(categorical_model_path, backend=backend)
+    reading = model.predict(voice_like(14.0), 16_000)
+    result = model.score_file(write_wav("long.wav", voice_like(14.0), subtype="FLOAT"), vad=None)
+    expected = np.mean([list(w.categories.values()) for w in result.windows], axis=0)
+    np.testing.assert_allclose(list(reading.categories.values()), expected, rtol=1e-6)
+    assert reading.emotion == result.aggregate.emotion
+
+
 def test_the_aggregate_emotion_is_the_top_of_the_mean_not_a_majority_vote():
     def reading(a: float) -> Reading:
         return Reading(0, 1, 0.5, 0.5, 0.5, categories={"anger": a, "sadness": 1 - a})
