@@ -217,9 +217,7 @@ def _config(args: argparse.Namespace) -> RuntimeConfig:
     return config.updated(flags, source="command line")
 
 
-def _row_writer(
-    fmt: str, files: list[str], model: Model, categories: tuple[str, ...]
-) -> RowWriter:
+def _row_writer(fmt: str, files: list[str], model: Model, categories: tuple[str, ...]) -> RowWriter:
     """The writer of ``score --format``: csv and table rows with the ``categories`` columns
     asked for; JSON lines with emotion and categories whenever the model has them."""
     if fmt == "csv":

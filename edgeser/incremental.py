@@ -247,10 +247,9 @@ class IncrementalScorer(WindowScorer):
 
     def _catch_up(self, start: int, window: np.ndarray) -> Heads:
         """Feed the samples of ``window`` the graph has not heard: (adv, embedding,
-        categories). When
-        more than a window is new (windows skipped, or not scored by the graph), the state is
-        a function of the last window only, so starting afresh from zeros with this window is
-        exact."""
+        categories). When more than a window is new (windows skipped, or not scored by the
+        graph), the state is a function of the last window only, so starting afresh from zeros
+        with this window is exact."""
         new = start + window.size - self._heard
         if new > window.size:
             self._state = self._graph.initial_state()

@@ -84,6 +84,11 @@ def scored(
         raise ModelError(f"{source} gave NaN or infinite output for {window}")
     categories = None
     if probabilities is not None:
+        if probabilities.shape != (len(labels),):
+            raise ModelError(
+                f"{source} gave {probabilities.size} {OUTPUT_CATEGORIES} for {window}, "
+                f"not one per label of {list(labels)}"
+            )
         problem = not_probabilities(probabilities)
         if problem is not None:
             raise ModelError(f"{source} gave {OUTPUT_CATEGORIES} for {window} that {problem}")

@@ -211,6 +211,11 @@ def test_scoring_refuses_outputs_that_are_not_probabilities_naming_the_graph(row
     assert "the window 0.000-3.000 s" in str(error.value)
 
 
+def test_scoring_refuses_another_number_of_probabilities_than_labels():
+    with pytest.raises(ModelError, match=r"m\.onnx gave 3 categories for the window .* not one"):
+        scored("m.onnx", 0.0, 3.0, np.full(3, 0.5), None, np.full(3, 1 / 3), CATEGORY_LABELS)
+
+
 def test_probabilities_within_the_tolerance_pass():
     reading = scored(
         "m.onnx", 0.0, 3.0, np.full(3, 0.5), None, np.array([0.5, 0.5, 0.0, 0.003]), CATEGORY_LABELS
