@@ -53,6 +53,8 @@ def score(args: argparse.Namespace) -> int:
     model = load(config.model, threads=config.threads)
     window, hop = model.window_hop(config.window_s, config.hop_s)
     vad = config.voice_gate()
+    if config.categories and not model.categories:
+        raise ConfigError(f"--categories: {model.path} has no categorical head")
     failed = 0
 
     def report(error: AudioFileError) -> None:
@@ -63,7 +65,8 @@ def score(args: argparse.Namespace) -> int:
     files = find_audio_files(args.paths, on_error=report)
     if not files:
         raise AudioFileError(f"no audio files found in {', '.join(args.paths)}")
-    writer = _row_writer(config.score_format, [str(f) for f in files])
+    categories = model.categories if config.categories else ()
+    writer = _row_writer(config.score_format, [str(f) for f in files], model, categories)
     for path in files:
         try:
             result = model.score_file(path, window, hop, vad)
@@ -105,7 +108,8 @@ def stream(args: argparse.Namespace) -> int:
     fmt = config.stream_format
     if fmt == "auto":
         fmt = "bars" if sys.stdout.isatty() else "jsonl"
-    display = LiveBars(sys.stdout) if fmt == "bars" else JsonLines(sys.stdout)
+    has_head = bool(model.categories)
+    display = LiveBars(sys.stdout) if fmt == "bars" else JsonLines(sys.stdout, has_head)
     failed = None
     try:
         with _interrupted_by_signals(), live:
@@ -183,6 +187,7 @@ def _describe(model: Model) -> str:
         "but 8 kHz (telephone) audio lacks everything above 4 kHz and shifts readings a lot "
         "(bundled model: arousal lower, valence higher; see the README, 8 kHz audio)",
         f"embedding:     {model.embedding_size or 'none'}",
+        f"categories:    {', '.join(model.categories) or 'none (no categorical head)'}",
         *(f"  {name}: {sig}" for name, sig in model.signature.items()),
         "model card:",
         json.dumps(i.card, indent=2, sort_keys=True),
@@ -197,6 +202,7 @@ def _config(args: argparse.Namespace) -> RuntimeConfig:
     flags = {
         fmt: getattr(args, "format", None),
         "per_window": getattr(args, "per_window", None),
+        "categories": getattr(args, "categories", None),
         "duration_s": getattr(args, "duration", None),
         "model": args.model,
         "threads": args.threads,
@@ -211,13 +217,14 @@ def _config(args: argparse.Namespace) -> RuntimeConfig:
     return config.updated(flags, source="command line")
 
 
-def _row_writer(fmt: str, files: list[str]) -> RowWriter:
-    """The writer of ``score --format``."""
+def _row_writer(fmt: str, files: list[str], model: Model, categories: tuple[str, ...]) -> RowWriter:
+    """The writer of ``score --format``: csv and table rows with the ``categories`` columns
+    asked for; JSON lines with emotion and categories whenever the model has them."""
     if fmt == "csv":
-        return CsvRows(sys.stdout)
+        return CsvRows(sys.stdout, categories)
     if fmt == "jsonl":
-        return JsonRows(sys.stdout)
-    return TableRows(sys.stdout, max(map(len, files)))
+        return JsonRows(sys.stdout, bool(model.categories))
+    return TableRows(sys.stdout, max(map(len, files)), categories)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -246,6 +253,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=SCORE_FORMATS, help="output rows (default csv)")
     p.add_argument("--per-window", action="store_true", default=None,
                    help="one row per window, not per file")  # fmt: skip
+    p.add_argument("--categories", action="store_true", default=None,
+                   help="csv/table: emotion and category probability columns")  # fmt: skip
     p.set_defaults(command=score)
 
     p = commands.add_parser("stream", parents=[common], help="live readings from a device")

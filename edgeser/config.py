@@ -36,6 +36,7 @@ class RuntimeConfig:
     # the gate's default: 0.05 for the noise-floor gate, 0.1 for a fixed threshold)
     score_format: str = "csv"  # score only: csv, jsonl or table
     per_window: bool = False  # score only: one row per window instead of per file
+    categories: bool = False  # score only: csv/table columns of a categorical head's output
     smoothing: float | None = None  # stream only: EMA factor in (0, 1]
     device: int | str | None = None  # stream only: input device index or name; None: the default
     reconnect: bool = False  # stream only: reopen a lost device when it is back (else: an error)

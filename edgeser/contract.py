@@ -7,6 +7,11 @@ export/ writes exactly this; the runtime validates it on load. One module so bot
   down-mix and convert dtype.
 - Output ``adv``: [batch, 3], arousal, dominance, valence in that order, about 0..1.
 - Optional output ``embedding``: [batch, D], the pooled vector before the head.
+- Optional output ``categories``: [batch, K] float32, the probabilities of K emotion categories
+  (each in [0, 1], each row summing to 1, both within ``CATEGORY_TOLERANCE``), present if and
+  only if the metadata key ``edgeser.categories`` names them: a JSON list of K >= 2 unique,
+  non-empty label names in output order (not a name of a csv column: ``RESERVED_NAMES``).
+  A streaming graph beside the model (``edgeser.incremental``) has the same output iff it does.
 - ``metadata_props``: the keys in ``REQUIRED_METADATA`` (and optionally ``OPTIONAL_METADATA``).
 """
 
@@ -29,6 +34,12 @@ CONTRACT_VERSION = "1"
 INPUT_NAME = "signal"
 OUTPUT_ADV = "adv"
 OUTPUT_EMBEDDING = "embedding"
+OUTPUT_CATEGORIES = "categories"
+# How far a category probability may stray from [0, 1], and a row's sum from 1 (float32 and
+# int8 rounding stay far inside it; logits or per-class sigmoids do not).
+CATEGORY_TOLERANCE = 0.01
+# Column and key names of edgeser's rows, which a category may not take.
+RESERVED_NAMES = ("file", "start_s", "end_s", *LABELS, "voiced", "emotion", OUTPUT_CATEGORIES)
 
 META_CONTRACT = "edgeser.contract"
 META_SAMPLE_RATE = "edgeser.sample_rate"
@@ -39,6 +50,7 @@ META_MIN_SAMPLES = "edgeser.min_samples"
 META_MODEL_VERSION = "edgeser.model_version"
 META_TEACHER = "edgeser.teacher"
 META_MODEL_CARD = "edgeser.model_card"
+META_CATEGORIES = "edgeser.categories"
 
 REQUIRED_METADATA = (
     META_CONTRACT,
@@ -51,8 +63,9 @@ REQUIRED_METADATA = (
     META_MODEL_CARD,
 )
 
-# Declared by models that take a shorter (or need a longer) input than MIN_SAMPLES.
-OPTIONAL_METADATA = (META_MIN_SAMPLES,)
+# Declared by models that take a shorter (or need a longer) input than MIN_SAMPLES, and by
+# models with a categorical head.
+OPTIONAL_METADATA = (META_MIN_SAMPLES, META_CATEGORIES)
 
 
 @dataclass(frozen=True)
@@ -67,9 +80,11 @@ class ModelInfo:
     teacher: str
     card: dict[str, Any] = field(default_factory=dict)
     min_samples: int = MIN_SAMPLES
+    categories: tuple[str, ...] = ()  # the labels of the ``categories`` output; () = no head
 
     def to_metadata(self) -> dict[str, str]:
         """The ``metadata_props`` that declare this info in an ONNX file."""
+        head = {META_CATEGORIES: json.dumps(list(self.categories))} if self.categories else {}
         return {
             META_CONTRACT: CONTRACT_VERSION,
             META_SAMPLE_RATE: str(self.sample_rate),
@@ -80,6 +95,7 @@ class ModelInfo:
             META_MODEL_VERSION: self.model_version,
             META_TEACHER: self.teacher,
             META_MODEL_CARD: json.dumps(self.card, sort_keys=True),
+            **head,
         }
 
 
@@ -118,6 +134,7 @@ def parse_metadata(meta: dict[str, str]) -> ModelInfo:
         raise ValueError(f"{META_HOP_S} {hop_s} s is not in [{MIN_HOP_S:g} s, the window]")
     if not isinstance(card, dict):
         raise ValueError("model card is not a JSON object")
+    categories = parse_categories(meta.get(META_CATEGORIES))
     return ModelInfo(
         sample_rate=rate,
         labels=labels,
@@ -127,4 +144,54 @@ def parse_metadata(meta: dict[str, str]) -> ModelInfo:
         teacher=meta[META_TEACHER],
         card=card,
         min_samples=min_samples,
+        categories=categories,
     )
+
+
+def parse_categories(text: str | None) -> tuple[str, ...]:
+    """The category labels ``edgeser.categories`` declares (None: no head, ``()``); ValueError
+    unless it is a JSON list of at least two unique, non-empty names none of RESERVED_NAMES."""
+    if text is None:
+        return ()
+    try:
+        labels = json.loads(text)
+    except ValueError:
+        raise ValueError(f"{META_CATEGORIES} is not JSON: {text!r}") from None
+    if not isinstance(labels, list) or not all(isinstance(x, str) for x in labels):
+        raise ValueError(f"{META_CATEGORIES} is not a JSON list of names: {text!r}")
+    if len(labels) < 2:
+        raise ValueError(f"{META_CATEGORIES} names {len(labels)} categories, not at least 2")
+    if any(not x.strip() for x in labels) or len(set(labels)) != len(labels):
+        raise ValueError(f"{META_CATEGORIES} names are not unique and non-empty: {labels}")
+    reserved = [x for x in labels if x in RESERVED_NAMES]
+    if reserved:
+        raise ValueError(f"{META_CATEGORIES} takes the reserved column name(s) {reserved}")
+    return tuple(labels)
+
+
+def check_categories_output(
+    categories: tuple[str, ...], output: tuple[str, list[Any]] | None
+) -> None:
+    """Check a graph's ``categories`` output (its type and shape as onnxruntime spells them,
+    None: no such output) against the declared labels: present iff declared, float32
+    [batch, K] with K the number of labels (a named K is checked on the first run).
+    ValueError naming what is wrong."""
+    if output is None:
+        if categories:
+            raise ValueError(
+                f"{META_CATEGORIES} names {len(categories)} categories but there is no "
+                f"output {OUTPUT_CATEGORIES!r}"
+            )
+        return
+    if not categories:
+        raise ValueError(f"output {OUTPUT_CATEGORIES!r} has no labels ({META_CATEGORIES})")
+    kind, shape = output
+    if kind != "tensor(float)" or len(shape) != 2:
+        raise ValueError(
+            f"output {OUTPUT_CATEGORIES!r} is {kind} {list(shape)}, not float32 [batch, K]"
+        )
+    if isinstance(shape[1], int) and shape[1] != len(categories):
+        raise ValueError(
+            f"output {OUTPUT_CATEGORIES!r} has {shape[1]} values but {META_CATEGORIES} "
+            f"names {len(categories)}"
+        )

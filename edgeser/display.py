@@ -12,7 +12,9 @@ from .contract import LABELS
 from .readings import Reading
 
 CSV_HEADER = ("file", "start_s", "end_s", *LABELS)
+EMOTION = "emotion"  # the column of the most probable category (score --categories)
 BAR_WIDTH = 12  # three bars and a time fit in 80 columns
+BAR_WIDTH_WITH_EMOTION = 8  # ... and with the top category and its probability
 
 
 class RowWriter(Protocol):
@@ -28,45 +30,68 @@ def _value(x: float) -> str:
     return "" if math.isnan(x) else f"{x:.4f}"
 
 
+def _category_values(reading: Reading, categories: tuple[str, ...]) -> list[str]:
+    """The most probable of ``categories`` and each one's probability as text (4 decimals),
+    all empty for a reading without them (no speech)."""
+    if not categories:
+        return []
+    if reading.categories is None:
+        return [""] * (1 + len(categories))
+    probabilities = (reading.categories[name] for name in categories)
+    return [reading.emotion or "", *map(_value, probabilities)]
+
+
 class CsvRows:
-    """``file,start_s,end_s,arousal,dominance,valence``; times to the millisecond, values to 4
+    """``file,start_s,end_s,arousal,dominance,valence``, then with ``categories`` (their labels)
+    ``emotion`` and a probability column per label; times to the millisecond, values to 4
     decimals, empty values for a window or file without speech."""
 
-    def __init__(self, out: TextIO) -> None:
+    def __init__(self, out: TextIO, categories: tuple[str, ...] = ()) -> None:
         self._csv = csv.writer(out, lineterminator="\n")
-        self._csv.writerow(CSV_HEADER)
+        self._categories = categories
+        self._csv.writerow((*CSV_HEADER, *([EMOTION] if categories else []), *categories))
 
     def write(self, file: str, reading: Reading) -> None:
         """Write one row."""
         times = (f"{reading.start_s:.3f}", f"{reading.end_s:.3f}")
-        self._csv.writerow((file, *times, *map(_value, reading.adv)))
+        values = (*map(_value, reading.adv), *_category_values(reading, self._categories))
+        self._csv.writerow((file, *times, *values))
 
 
 class JsonRows:
-    """One JSON object per line: file, start_s, end_s, A, D, V (null when unscored), voiced."""
+    """One JSON object per line: file, start_s, end_s, A, D, V (null when unscored), voiced,
+    and with ``categories`` (a model with a categorical head) emotion and categories."""
 
-    def __init__(self, out: TextIO) -> None:
+    def __init__(self, out: TextIO, categories: bool | None = None) -> None:
         self._out = out
+        self._categories = categories
 
     def write(self, file: str, reading: Reading) -> None:
         """Write one row."""
-        self._out.write(json.dumps({"file": file, **reading.to_dict()}) + "\n")
+        row = {"file": file, **reading.to_dict(self._categories)}
+        self._out.write(json.dumps(row) + "\n")
 
 
 class TableRows:
-    """An aligned, human-readable table (file column as wide as the longest name)."""
+    """An aligned, human-readable table (file column as wide as the longest name), with
+    ``categories`` (their labels) an emotion column and a probability column per label."""
 
-    def __init__(self, out: TextIO, file_width: int) -> None:
+    def __init__(self, out: TextIO, file_width: int, categories: tuple[str, ...] = ()) -> None:
         self._out = out
         self._width = max(file_width, len("file"))
+        self._categories = categories
+        names = (*LABELS, *([EMOTION] if categories else []), *categories)
+        self._columns = [max(9, len(name)) for name in names]
         header = f"{'file':<{self._width}}  {'start_s':>8}  {'end_s':>8}"
-        self._out.write(header + "".join(f"  {name:>9}" for name in LABELS) + "\n")
+        cells = "".join(f"  {n:>{w}}" for n, w in zip(names, self._columns, strict=True))
+        self._out.write(header + cells + "\n")
 
     def write(self, file: str, reading: Reading) -> None:
         """Write one row ('-' for unscored values)."""
         row = f"{file:<{self._width}}  {reading.start_s:8.3f}  {reading.end_s:8.3f}"
-        values = "".join(f"  {_value(x) or '-':>9}" for x in reading.adv)
-        self._out.write(row + values + "\n")
+        values = [*map(_value, reading.adv), *_category_values(reading, self._categories)]
+        cells = (f"  {v or '-':>{w}}" for v, w in zip(values, self._columns, strict=True))
+        self._out.write(row + "".join(cells) + "\n")
 
 
 UNICODE_CELLS = ("█", "░")
@@ -80,12 +105,18 @@ def bar(value: float, cells: tuple[str, str] = UNICODE_CELLS, width: int = BAR_W
 
 
 def bars_line(reading: Reading, cells: tuple[str, str] = UNICODE_CELLS) -> str:
-    """One compact line: time, then a bar and value per dimension (or 'no speech')."""
+    """One compact line: time, then a bar and value per dimension, then the most probable
+    category and its probability if the reading has categories (or 'no speech')."""
     head = f"{reading.end_s:8.2f}s "
     if not reading.voiced:
         return head + "  (no speech)"
+    emotion = reading.emotion
+    width = BAR_WIDTH if emotion is None else BAR_WIDTH_WITH_EMOTION
     dims = zip(LABELS, reading.adv, strict=True)
-    return head + "".join(f" {name[0].upper()} {bar(x, cells)} {x:.2f}" for name, x in dims)
+    line = head + "".join(f" {n[0].upper()} {bar(x, cells, width)} {x:.2f}" for n, x in dims)
+    if emotion is None or reading.categories is None:
+        return line
+    return f"{line}  {emotion} {reading.categories[emotion]:.2f}"
 
 
 class LiveBars:
@@ -115,14 +146,16 @@ class LiveBars:
 
 
 class JsonLines:
-    """One JSON object per reading and line, flushed at once (for pipes)."""
+    """One JSON object per reading and line, flushed at once (for pipes); with ``categories``
+    (a model with a categorical head) emotion and categories in every line."""
 
-    def __init__(self, out: TextIO) -> None:
+    def __init__(self, out: TextIO, categories: bool | None = None) -> None:
         self._out = out
+        self._categories = categories
 
     def show(self, reading: Reading) -> None:
         """Write the reading."""
-        self._out.write(json.dumps(reading.to_dict()) + "\n")
+        self._out.write(json.dumps(reading.to_dict(self._categories)) + "\n")
         self._out.flush()
 
     def close(self) -> None:

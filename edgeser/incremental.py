@@ -8,7 +8,9 @@ writes it for students with frame normalisation). Its contract:
 - Inputs: ``chunk`` [B, n] float32 16 kHz, n a multiple of ``edgeser.stream.chunk_multiple``
   samples and at most ``edgeser.stream.max_chunk``; and the state tensors ``STATE_NAMES``.
 - Outputs: ``adv`` [B, 3] and ``embedding`` [B, D] of the window that ends with this chunk
-  (the last ``edgeser.stream.window_samples`` samples), then ``new_<name>`` for each state.
+  (the last ``edgeser.stream.window_samples`` samples), then ``new_<name>`` for each state;
+  and ``categories`` [B, K] if and only if the window model has a categorical head (see
+  ``edgeser.contract``; an ``edgeser.categories`` key, if the graph has one, names the same).
 - State: ``tail`` (the samples of the next spectrogram frame already heard), ``features`` and
   ``energy`` (the window's per-frame conv input and log energy), ``logits`` and ``values``
   (per pooled frame attention inputs). Its sizes are the graph's static input dimensions
@@ -33,7 +35,16 @@ from pathlib import Path
 import numpy as np
 
 from .backends import Session
-from .contract import MAX_WINDOW_S, OUTPUT_ADV, OUTPUT_EMBEDDING, SAMPLE_RATE
+from .contract import (
+    MAX_WINDOW_S,
+    META_CATEGORIES,
+    OUTPUT_ADV,
+    OUTPUT_CATEGORIES,
+    OUTPUT_EMBEDDING,
+    SAMPLE_RATE,
+    check_categories_output,
+    parse_categories,
+)
 from .errors import ModelError
 from .levels import at_model_level
 from .readings import Reading, scored
@@ -93,13 +104,20 @@ class StreamSpec:
         return ([rest] if rest else []) + [self.max_chunk] * full
 
 
-class IncrementalGraph:
-    """An incremental graph in an onnxruntime or numpy session, with its spec and state shapes."""
+Heads = tuple[np.ndarray, np.ndarray, np.ndarray | None]  # adv, embedding, categories
 
-    def __init__(self, session: Session, path: Path, spec: StreamSpec) -> None:
+
+class IncrementalGraph:
+    """An incremental graph in an onnxruntime or numpy session, with its spec and state shapes,
+    and the category labels of its window model (``()``: no categorical head)."""
+
+    def __init__(
+        self, session: Session, path: Path, spec: StreamSpec, categories: tuple[str, ...] = ()
+    ) -> None:
         self.session = session
         self.path = path
         self.spec = spec
+        self.categories = categories
         inputs = {i.name: i for i in session.get_inputs()}
         expected = {CHUNK_NAME, *STATE_NAMES}
         if set(inputs) != expected:
@@ -107,14 +125,38 @@ class IncrementalGraph:
         self.state_shapes = {name: list(inputs[name].shape[1:]) for name in STATE_NAMES}
         if not all(isinstance(d, int) for s in self.state_shapes.values() for d in s):
             raise ModelError(f"{path}: state tensors need static sizes, got {self.state_shapes}")
-        self._outputs = [OUTPUT_ADV, OUTPUT_EMBEDDING, *NEW_STATE_NAMES]
+        self._check_categories()
+        self._heads = [OUTPUT_ADV, OUTPUT_EMBEDDING, *([OUTPUT_CATEGORIES] if categories else [])]
+        self._outputs = [*self._heads, *NEW_STATE_NAMES]
+
+    def _check_categories(self) -> None:
+        """ModelError unless the graph has a ``categories`` output iff its window model has a
+        categorical head, of the same labels."""
+        head = next((o for o in self.session.get_outputs() if o.name == OUTPUT_CATEGORIES), None)
+        meta = self.session.get_modelmeta().custom_metadata_map
+        try:
+            check_categories_output(
+                self.categories, None if head is None else (head.type, list(head.shape))
+            )
+            declared = parse_categories(meta.get(META_CATEGORIES))
+        except ValueError as exc:
+            raise ModelError(f"{self.path}: unlike its window model's head: {exc}") from None
+        if META_CATEGORIES in meta and declared != self.categories:
+            raise ModelError(
+                f"{self.path}: {META_CATEGORIES} {list(declared)} are not its window model's "
+                f"{list(self.categories)}"
+            )
 
     @classmethod
     def beside(
-        cls, model_path: Path, open_session: Callable[[Path], Session]
+        cls,
+        model_path: Path,
+        open_session: Callable[[Path], Session],
+        categories: tuple[str, ...] = (),
     ) -> IncrementalGraph | None:
-        """The graph at ``<stem>.stream.onnx`` beside ``model_path``, or None if there is none.
-        ModelError when it exists but is broken or belongs to another model file."""
+        """The graph at ``<stem>.stream.onnx`` beside ``model_path`` (whose categorical head
+        has the labels ``categories``), or None if there is none. ModelError when it exists but
+        is broken or belongs to another model file."""
         path = model_path.with_suffix(STREAM_SUFFIX)
         if not path.is_file():
             return None
@@ -125,7 +167,7 @@ class IncrementalGraph:
             raise ModelError(f"{path}: not an edgeser streaming graph: {exc}") from None
         if spec.model_sha256 != hashlib.sha256(model_path.read_bytes()).hexdigest():
             raise ModelError(f"{path}: belongs to another model than {model_path.name}")
-        return cls(session, path, spec)
+        return cls(session, path, spec, categories)
 
     @property
     def state_floats(self) -> int:
@@ -138,16 +180,20 @@ class IncrementalGraph:
 
     def step(
         self, chunk: np.ndarray, state: dict[str, np.ndarray]
-    ) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
-        """Advance by one chunk [n]: (adv [3], embedding [D], new state)."""
+    ) -> tuple[Heads, dict[str, np.ndarray]]:
+        """Advance by one chunk [n]: ((adv [3], embedding [D], categories [K] or None),
+        new state)."""
         feeds = {CHUNK_NAME: chunk[np.newaxis, :].astype(np.float32, copy=False), **state}
         try:
-            adv, embedding, *new_state = self.session.run(self._outputs, feeds)
+            outputs = self.session.run(self._outputs, feeds)
         except Exception as exc:  # onnxruntime raises its own untyped errors
             raise ModelError(
                 f"{self.path.name} failed on a {chunk.size}-sample chunk: {exc}"
             ) from None
-        return adv[0], embedding[0], dict(zip(STATE_NAMES, new_state, strict=True))
+        n = len(self._heads)
+        adv, embedding, *probabilities = (row[0] for row in outputs[:n])
+        new_state = dict(zip(STATE_NAMES, outputs[n:], strict=True))
+        return (adv, embedding, probabilities[0] if probabilities else None), new_state
 
 
 class IncrementalScorer(WindowScorer):
@@ -196,22 +242,21 @@ class IncrementalScorer(WindowScorer):
             return Reading.unvoiced(start_s, end_s)
         if at_model_level(window) is not window:  # outside the level range: re-score it scaled
             return self._score_window(window, start_s)
-        return scored(self._graph.path.name, start_s, end_s, *self._catch_up(start, window))
+        heads = self._catch_up(start, window)
+        return scored(self._graph.path.name, start_s, end_s, *heads, self._graph.categories)
 
-    def _catch_up(self, start: int, window: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Feed the samples of ``window`` the graph has not heard: (adv, embedding). When
-        more than a window is new (windows skipped, or not scored by the graph), the state is
-        a function of the last window only, so starting afresh from zeros with this window is
-        exact."""
+    def _catch_up(self, start: int, window: np.ndarray) -> Heads:
+        """Feed the samples of ``window`` the graph has not heard: (adv, embedding,
+        categories). When more than a window is new (windows skipped, or not scored by the
+        graph), the state is a function of the last window only, so starting afresh from zeros
+        with this window is exact."""
         new = start + window.size - self._heard
         if new > window.size:
             self._state = self._graph.initial_state()
             new = window.size
         offset = window.size - new
         for size in self._graph.spec.chunks(new):
-            adv, embedding, self._state = self._graph.step(
-                window[offset : offset + size], self._state
-            )
+            heads, self._state = self._graph.step(window[offset : offset + size], self._state)
             offset += size
         self._heard = start + window.size
-        return adv, embedding
+        return heads

@@ -25,9 +25,11 @@ from .backends import ONNXRUNTIME, Session, resolve_backend
 from .contract import (
     INPUT_NAME,
     OUTPUT_ADV,
+    OUTPUT_CATEGORIES,
     OUTPUT_EMBEDDING,
     SAMPLE_RATE,
     ModelInfo,
+    check_categories_output,
     parse_metadata,
 )
 from .errors import AudioError, AudioFileError, ConfigError, ModelError
@@ -35,7 +37,7 @@ from .incremental import IncrementalGraph, IncrementalScorer
 from .levels import at_model_level
 from .numpy_backend import NumpySession
 from .onnxruntime_build import without_schema_noise
-from .readings import FileScore, Reading, aggregate, scored
+from .readings import FileScore, Reading, aggregate, not_probabilities, scored
 from .scoring import Scorer, WindowScorer
 from .vad import NoiseFloorVad, VoiceGate
 
@@ -65,6 +67,13 @@ class Model:
             self._output_names.append(OUTPUT_EMBEDDING)
             size = outputs[OUTPUT_EMBEDDING].shape[1]
             self.embedding_size = size if isinstance(size, int) else None
+        if OUTPUT_CATEGORIES in outputs:
+            self._output_names.append(OUTPUT_CATEGORIES)
+
+    @property
+    def categories(self) -> tuple[str, ...]:
+        """The labels of the model's categorical head, in output order; () without one."""
+        return self.info.categories
 
     def __repr__(self) -> str:
         return f"Model({str(self.path)!r}, version={self.info.model_version!r})"
@@ -76,7 +85,8 @@ class Model:
         return {n.name: f"{n.type} {list(n.shape)}" for n in nodes}
 
     def predict(self, signal: np.ndarray, sampling_rate: int) -> Reading:
-        """Score one clip (no voice gating): A/D/V, and the embedding if the model has one.
+        """Score one clip (no voice gating): A/D/V, and the embedding and the category
+        probabilities if the model has them.
         Any rate, int or float PCM, mono or stereo. A clip of up to ``WHOLE_CLIP_WINDOWS``
         model windows is scored whole; a longer one window by window (the model's window and
         hop), aggregated like ``score_file(..., vad=None)``. Raises AudioError for audio that
@@ -185,18 +195,32 @@ class Model:
         n = self.info.min_samples
         tone = (0.1 * np.sin(2 * np.pi * 220 * np.arange(n) / SAMPLE_RATE)).astype(np.float32)
         outputs = self._run(tone)
-        if not all(np.isfinite(o).all() for o in outputs):
+        if not all(np.isfinite(o).all() for o in outputs.values()):
             raise ModelError(f"{self.path}: the graph gives NaN or infinite output on a test tone")
-        if outputs[0].shape != (1, 3):
-            raise ModelError(f"{self.path}: {OUTPUT_ADV!r} came out {outputs[0].shape}, not (1, 3)")
-        if len(outputs) > 1 and (outputs[1].ndim != 2 or outputs[1].shape[0] != 1):
-            raise ModelError(f"{self.path}: {OUTPUT_EMBEDDING!r} came out {outputs[1].shape}")
+        adv, embedding = outputs[OUTPUT_ADV], outputs.get(OUTPUT_EMBEDDING)
+        if adv.shape != (1, 3):
+            raise ModelError(f"{self.path}: {OUTPUT_ADV!r} came out {adv.shape}, not (1, 3)")
+        if embedding is not None and (embedding.ndim != 2 or embedding.shape[0] != 1):
+            raise ModelError(f"{self.path}: {OUTPUT_EMBEDDING!r} came out {embedding.shape}")
+        probabilities = outputs.get(OUTPUT_CATEGORIES)
+        if probabilities is None:
+            return
+        if probabilities.shape != (1, len(self.categories)):
+            raise ModelError(
+                f"{self.path}: {OUTPUT_CATEGORIES!r} came out {probabilities.shape}, not "
+                f"(1, {len(self.categories)}) for the categories {list(self.categories)}"
+            )
+        problem = not_probabilities(probabilities[0])
+        if problem is not None:
+            raise ModelError(f"{self.path}: {OUTPUT_CATEGORIES!r} on a test tone {problem}")
 
-    def _run(self, samples: np.ndarray) -> list[np.ndarray]:
-        """The graph's outputs for one window; onnxruntime failures become a ModelError."""
+    def _run(self, samples: np.ndarray) -> dict[str, np.ndarray]:
+        """The graph's outputs for one window by name; onnxruntime failures become a
+        ModelError."""
         batch = np.ascontiguousarray(samples, dtype=np.float32)[np.newaxis, :]
         try:
-            return self._session.run(self._output_names, {INPUT_NAME: batch})
+            outputs = self._session.run(self._output_names, {INPUT_NAME: batch})
+            return dict(zip(self._output_names, outputs, strict=True))
         except Exception as exc:  # onnxruntime raises its own untyped errors
             raise ModelError(
                 f"{self.path.name} failed on {samples.size} samples: {_first_line(exc)}"
@@ -204,11 +228,21 @@ class Model:
 
     def score_window(self, samples: np.ndarray, start_s: float = 0.0) -> Reading:
         """Run the model on one 16 kHz mono float32 window, brought into the model's level
-        range (``levels.at_model_level``); ModelError if the graph gives NaN or inf."""
+        range (``levels.at_model_level``); ModelError if the graph gives NaN or inf, or
+        category probabilities that are not (``readings.scored``)."""
         outputs = self._run(at_model_level(samples))
         end_s = start_s + samples.size / SAMPLE_RATE
-        embedding = outputs[1][0] if len(outputs) > 1 else None
-        return scored(self.path.name, start_s, end_s, outputs[0][0], embedding)
+        rows = [outputs.get(name) for name in (OUTPUT_EMBEDDING, OUTPUT_CATEGORIES)]
+        embedding, probabilities = (None if row is None else row[0] for row in rows)
+        return scored(
+            self.path.name,
+            start_s,
+            end_s,
+            outputs[OUTPUT_ADV][0],
+            embedding,
+            probabilities,
+            self.categories,
+        )
 
 
 def load(
@@ -237,7 +271,9 @@ def load(
     info = _check_contract(session, path)
     model = Model(session, path, info)
     model._self_test()
-    model.incremental = IncrementalGraph.beside(path, lambda p: _open_session(p, threads, backend))
+    model.incremental = IncrementalGraph.beside(
+        path, lambda p: _open_session(p, threads, backend), info.categories
+    )
     return model
 
 
@@ -289,6 +325,13 @@ def _check_contract(session: Session, path: Path) -> ModelInfo:
     adv_size = outputs[OUTPUT_ADV].shape[1]
     if isinstance(adv_size, int) and adv_size != 3:
         raise ModelError(f"{path}: output {OUTPUT_ADV!r} has {adv_size} values, not 3 (A, D, V)")
+    head = outputs.get(OUTPUT_CATEGORIES)
+    try:
+        check_categories_output(
+            info.categories, None if head is None else (head.type, list(head.shape))
+        )
+    except ValueError as exc:
+        raise ModelError(f"{path}: not an edgeser model: {exc}") from None
     return info
 
 

@@ -25,7 +25,7 @@ import queue
 import threading
 import weakref
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -34,7 +34,7 @@ from . import limits
 from .audio import StreamingResampler, as_mono_float32
 from .errors import AudioError, ConfigError, EdgeserError
 from .model import DEFAULT_VAD, Model
-from .readings import Reading
+from .readings import Reading, smoothed
 from .sources import AudioSource, DeviceSource, frame_count
 from .vad import VoiceGate
 
@@ -114,7 +114,7 @@ class Stream:
         self._scorer = model.scorer(window, hop, vad)
         self._resampler = StreamingResampler(self.source.sampling_rate)
         self._smoothing = smoothing
-        self._smoothed: tuple[float, float, float] | None = None
+        self._smoothed: Reading | None = None
         self._callback = callback
         self._blocks: queue.Queue[Any] = queue.Queue(maxsize=max_pending)
         self._readings: queue.Queue[Any] = queue.Queue()  # bounded by hand: see _deliver
@@ -298,11 +298,7 @@ class Stream:
     def _deliver(self, reading: Reading) -> None:
         """Smooth, count, and hand a reading to the callback or the iterator."""
         if reading.voiced and self._smoothing is not None:
-            a = self._smoothing
-            prev = self._smoothed or reading.adv
-            adv = tuple(a * new + (1 - a) * old for new, old in zip(reading.adv, prev, strict=True))
-            self._smoothed = adv
-            reading = replace(reading, arousal=adv[0], dominance=adv[1], valence=adv[2])
+            reading = self._smoothed = smoothed(reading, self._smoothed, self._smoothing)
         self.stats.readings += 1
         self.stats.voiced += reading.voiced
         if self._callback is None:

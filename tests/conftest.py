@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -19,10 +20,20 @@ import pytest
 import soundfile as sf
 
 from edgeser.backends import BACKENDS, ENV_BACKEND
-from edgeser.contract import INPUT_NAME, LABELS, OUTPUT_ADV, OUTPUT_EMBEDDING, ModelInfo
+from edgeser.contract import (
+    INPUT_NAME,
+    LABELS,
+    META_CATEGORIES,
+    OUTPUT_ADV,
+    OUTPUT_CATEGORIES,
+    OUTPUT_EMBEDDING,
+    ModelInfo,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 SPEECH_WAV = REPO / "examples" / "speech.wav"
+BUNDLED_MODEL = REPO / "edgeser" / "models" / "default.onnx"
+CATEGORY_LABELS = ("anger", "happiness", "neutral", "sadness")
 TINY_WINDOW_S = 1.0
 TINY_HOP_S = 0.25
 TINY_EMBEDDING_SIZE = 8
@@ -101,6 +112,60 @@ def build_contract_model(
     onnx.checker.check_model(model)
     onnx.save(model, str(path))
     return path
+
+
+def add_category_head(
+    model, labels: tuple[str, ...] = CATEGORY_LABELS, seed: int = 0, softmax: bool = True
+):
+    """``model`` (an onnx ModelProto with an ``embedding`` output, changed in place and
+    returned) with a categorical head: ``categories`` = Softmax(embedding @ W + b), W and b
+    seeded random (the same for the same seed and embedding size), and ``edgeser.categories``
+    naming ``labels``. ``softmax=False`` leaves the logits (a head that breaks the contract)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    graph = model.graph
+    embedding = next(o for o in graph.output if o.name == OUTPUT_EMBEDDING)
+    size = embedding.type.tensor_type.shape.dim[1].dim_value
+    rng = np.random.default_rng(seed)
+    weight = (3.0 * rng.standard_normal((size, len(labels))) / np.sqrt(size)).astype(np.float32)
+    bias = (0.5 * rng.standard_normal(len(labels))).astype(np.float32)
+    graph.initializer.extend(
+        [numpy_helper.from_array(weight, "category_w"), numpy_helper.from_array(bias, "category_b")]
+    )
+    logits = OUTPUT_CATEGORIES if not softmax else "category_logits"
+    nodes = [
+        helper.make_node("MatMul", [OUTPUT_EMBEDDING, "category_w"], ["category_xw"]),
+        helper.make_node("Add", ["category_xw", "category_b"], [logits]),
+    ]
+    if softmax:
+        nodes.append(helper.make_node("Softmax", [logits], [OUTPUT_CATEGORIES], axis=-1))
+    graph.node.extend(nodes)
+    graph.output.append(
+        helper.make_tensor_value_info(OUTPUT_CATEGORIES, TensorProto.FLOAT, ["batch", len(labels)])
+    )
+    helper.set_model_props(
+        model,
+        {**{p.key: p.value for p in model.metadata_props}, META_CATEGORIES: json.dumps(labels)},
+    )
+    return model
+
+
+def with_category_head(source: Path, path: Path, **kwargs) -> Path:
+    """Write the model at ``source`` with ``add_category_head(**kwargs)`` to ``path``."""
+    import onnx
+
+    model = add_category_head(onnx.load(str(source)), **kwargs)
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    return path
+
+
+@pytest.fixture(scope="session")
+def categorical_model_path(tmp_path_factory) -> Path:
+    """The bundled model with a seeded random categorical head over its embedding (four
+    labels); its A/D/V and embedding are the bundled model's."""
+    folder = tmp_path_factory.mktemp("categorical")
+    return with_category_head(BUNDLED_MODEL, folder / "categorical.onnx")
 
 
 @pytest.fixture(scope="session")

@@ -8,6 +8,7 @@ speech-like audio.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import numpy as np
 import onnx
 import pytest
 import torch
+from conftest import CATEGORY_LABELS, add_category_head
 from edgeser.distill.student import Wav2Small
 from edgeser.export.config import ExportError
 from edgeser.export.onnx_export import export_onnx, set_metadata
@@ -24,8 +26,14 @@ from benchmarks import students
 from edgeser.backends import BACKENDS
 from edgeser.contract import LABELS, SAMPLE_RATE, ModelInfo
 from edgeser.errors import ModelError
-from edgeser.incremental import IncrementalGraph, IncrementalScorer
+from edgeser.incremental import (
+    META_MODEL_SHA256,
+    STREAM_SUFFIX,
+    IncrementalGraph,
+    IncrementalScorer,
+)
 from edgeser.model import Model, _open_session, load
+from edgeser.scoring import WindowScorer
 from edgeser.vad import EnergyVad
 
 WINDOW_S = 3.0
@@ -80,7 +88,10 @@ def exported(exported_path: Path, backend: str) -> tuple[Model, IncrementalGraph
 
 
 def scorers(model: Model, graph: IncrementalGraph, hop_s: float, vad: EnergyVad | None = None):
-    rescoring = model.scorer(WINDOW_S, hop_s, vad=vad)
+    """(re-scoring, incremental) scorers of the same windows. Re-scoring is built directly:
+    ``model.scorer`` would hand out the incremental one, as the model has the graph beside it."""
+    rescoring = WindowScorer(model.score_window, WINDOW_S, hop_s, model.info.min_samples, vad)
+    assert isinstance(model.scorer(WINDOW_S, hop_s, vad=vad), IncrementalScorer)
     incremental = IncrementalScorer(
         graph, model.score_window, WINDOW_S, hop_s, model.info.min_samples, vad
     )
@@ -227,8 +238,8 @@ def test_nan_from_the_graph_is_a_model_error_naming_it_and_the_window(exported, 
     step = graph.step
 
     def broken(chunk: np.ndarray, state: dict) -> tuple:
-        adv, embedding, new_state = step(chunk, state)
-        return np.full_like(adv, np.nan), embedding, new_state
+        (adv, embedding, categories), new_state = step(chunk, state)
+        return (np.full_like(adv, np.nan), embedding, categories), new_state
 
     monkeypatch.setattr(graph, "step", broken)
     _, incremental = scorers(model, graph, 0.25)
@@ -304,8 +315,6 @@ def test_export_writes_the_streaming_graph_and_load_uses_it(tmp_path: Path) -> N
     from edgeser.export.config import ExportConfig
     from edgeser.export.pipeline import run_export
 
-    from edgeser.scoring import WindowScorer
-
     checkpoint = tmp_path / "stream.pt"
     save_student(checkpoint, random_student())
     [exported] = run_export(ExportConfig(checkpoint=checkpoint, out=tmp_path / "out"), print)
@@ -336,3 +345,63 @@ def test_the_benchmarks_rescoring_workload_never_runs_the_streaming_graph(export
     assert not isinstance(scorer, IncrementalScorer)
     audio = speech_like(4.0)
     assert_same_readings(scorer.push(audio), model.scorer(3.0, 0.25, vad=None).push(audio))
+
+
+def rebind(model: Path) -> None:
+    """Bind the streaming graph beside ``model`` to it (its ``model_sha256``)."""
+    graph = onnx.load(model.with_suffix(STREAM_SUFFIX))
+    set_metadata(graph, {META_MODEL_SHA256: hashlib.sha256(model.read_bytes()).hexdigest()})
+    onnx.save(graph, model.with_suffix(STREAM_SUFFIX))
+
+
+def write_with_head(
+    window_model: Path, out: Path, stream_labels: tuple[str, ...] | None = CATEGORY_LABELS
+) -> Path:
+    """The window model at ``window_model`` and its streaming graph, both with the same
+    seeded categorical head over their embedding (the graph's declaring ``stream_labels``;
+    None: the graph without the head), written as ``out`` and its ``.stream.onnx``."""
+    onnx.save(add_category_head(onnx.load(window_model)), out)
+    graph = onnx.load(window_model.with_suffix(STREAM_SUFFIX))
+    if stream_labels is not None:
+        graph = add_category_head(graph, stream_labels)
+    onnx.save(graph, out.with_suffix(STREAM_SUFFIX))
+    rebind(out)
+    return out
+
+
+def test_the_incremental_graph_carries_the_categorical_head(exported_path, backend, tmp_path):
+    """A model whose streaming graph has the head: incremental readings have the
+    categories of re-scoring."""
+    model = load(write_with_head(exported_path, tmp_path / "head.onnx"), backend=backend)
+    assert model.incremental is not None and model.incremental.categories == CATEGORY_LABELS
+    rescoring, incremental = scorers(model, model.incremental, 0.25)
+    audio = speech_like(6.0)
+    a, b = rescoring.push(audio), incremental.push(audio)
+    assert_same_readings(a, b)
+    assert all(list(r.categories) == list(CATEGORY_LABELS) for r in a + b)
+    np.testing.assert_allclose(
+        [list(r.categories.values()) for r in b],
+        [list(r.categories.values()) for r in a],
+        atol=TOLERANCE,
+        rtol=0,
+    )
+    assert [r.emotion for r in b] == [r.emotion for r in a]
+
+
+@pytest.mark.parametrize(
+    ("model_head", "stream_labels", "message"),
+    [
+        (True, None, "unlike its window model's head: .* no output 'categories'"),
+        (True, ("a", "b", "c", "d"), r"edgeser\.categories \['a', 'b', 'c', 'd'\] are not"),
+        (False, CATEGORY_LABELS, "unlike its window model's head: output 'categories' has no"),
+    ],
+)
+def test_a_streaming_graph_must_match_the_models_head(
+    exported_path, backend, tmp_path, model_head, stream_labels, message
+):
+    path = write_with_head(exported_path, tmp_path / "m.onnx", stream_labels)
+    if not model_head:  # the window model as exported beside the graph with the head
+        path.write_bytes(exported_path.read_bytes())
+        rebind(path)
+    with pytest.raises(ModelError, match=rf"m\.stream\.onnx: {message}"):
+        load(path, backend=backend)

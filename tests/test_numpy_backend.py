@@ -185,6 +185,21 @@ def test_per_channel_dequantize_and_operators_match_onnxruntime(tmp_path):
         np.testing.assert_allclose(a, b, atol=1e-5, rtol=1e-5)
 
 
+def test_softmax_over_the_last_axis_matches_onnxruntime_for_large_logits(tmp_path):
+    """A categorical head's Softmax: rows of logits up to +-80 (exp overflows float32 without
+    the max subtraction) give onnxruntime's probabilities, each row summing to 1."""
+    nodes = [helper.make_node("Softmax", ["x"], ["p"], axis=-1)]
+    path = save(
+        tmp_path, nodes, [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 4])],
+        [helper.make_tensor_value_info("p", TensorProto.FLOAT, [None, 4])],
+    )  # fmt: skip
+    x = {"x": np.array([[80, -80, 0, 1], [0.1, 0.2, 0.3, 0.4], [-80, -80, -80, -79]], np.float32)}
+    [got], [expected] = NumpySession(path).run(None, x), ort_session(path).run(None, x)
+    assert got.dtype == np.float32 and np.isfinite(got).all()
+    np.testing.assert_allclose(got, expected, atol=1e-7, rtol=1e-6)
+    np.testing.assert_allclose(got.sum(axis=1), 1.0, atol=1e-6)
+
+
 X86 = pytest.mark.skipif(
     platform.machine().lower() not in ("x86_64", "amd64"),
     reason="bitwise agreement is with onnxruntime's x86 kernels",
