@@ -83,7 +83,7 @@ def require_extra(prog: str, extra: str, modules: Sequence[str]) -> None:
         print(
             f"{prog}: error: needs the [{extra}] extra ({', '.join(missing)} not installed): "
             f"install edgeser with it, e.g. pip install '.[{extra}]' in a clone "
-            "(see Install in the README)",
+            "(see Install in docs/getting-started.md)",
             file=sys.stderr,
         )
         raise SystemExit(USAGE_ERROR)

@@ -73,7 +73,7 @@ def test_ci_runs_the_readme_test_command_inside_the_venv_torch_first(ci_log):
     venv = Path(next(c for c in ci_log if c.startswith("-m venv ")).split()[2])
     steps = [c for c in ci_log if not c.startswith("-m venv ")]
     assert steps[0] == f"{venv}/bin/pip install torch==2.13.0"
-    assert steps[1] == f'{venv}/bin/pip install -e .[distill,export,ray,dev]'
+    assert steps[1] == f'{venv}/bin/pip install -e .[distill,export,ray,dev,docs]'
     assert steps[2] == f"{venv}/bin/ruff check ."
     assert steps[3] == f"{venv}/bin/python -m pytest"
     assert not any(s.startswith("system-python3") for s in steps), steps

@@ -1,4 +1,4 @@
-"""The window/hop defaults: the README, the example config and the bundled model agree."""
+"""The window/hop defaults: the streaming docs, the example config and the bundled model agree."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from conftest import REPO
 
 import edgeser
 
-README = " ".join((REPO / "README.md").read_text(encoding="utf-8").split())
+STREAMING_PAGE = " ".join((REPO / "docs" / "streaming.md").read_text(encoding="utf-8").split())
 
 
 def test_example_config_shows_the_bundled_models_window_and_hop():
@@ -18,8 +18,8 @@ def test_example_config_shows_the_bundled_models_window_and_hop():
     assert float(re.search(r"# hop_s = ([\d.]+)", text).group(1)) == info.hop_s
 
 
-def test_readme_states_the_bundled_models_window_and_hop_as_the_default():
+def test_the_docs_state_the_bundled_models_window_and_hop_as_the_default():
     info = edgeser.load().info
-    assert f"a {info.window_s:g} s window every {info.hop_s:g} s" in README
-    assert f"every hop ({info.hop_s:g} s by default" in README
+    assert f"a {info.window_s:g} s window every {info.hop_s:g} s" in STREAMING_PAGE
+    assert f"every hop ({info.hop_s:g} s by default" in STREAMING_PAGE
 

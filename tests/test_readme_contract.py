@@ -1,4 +1,5 @@
-"""The README's model contract names exactly the metadata keys the contract defines."""
+"""The documented model contract (docs/models.md) names exactly the metadata keys the contract
+defines."""
 
 from __future__ import annotations
 
@@ -8,13 +9,13 @@ from conftest import REPO
 
 from edgeser.contract import OPTIONAL_METADATA, REQUIRED_METADATA
 
-README = (REPO / "README.md").read_text(encoding="utf-8")
+MODELS_PAGE = (REPO / "docs" / "models.md").read_text(encoding="utf-8")
 
 
 def _bullet(start: str) -> str:
-    """The README list item that starts with ``start`` (up to the next item)."""
-    begin = README.index(start)
-    return README[begin : README.index("\n- ", begin)]
+    """The list item of the models page that starts with ``start`` (up to the next item)."""
+    begin = MODELS_PAGE.index(start)
+    return MODELS_PAGE[begin : MODELS_PAGE.index("\n- ", begin)]
 
 
 def test_the_metadata_list_is_the_contracts_with_optional_keys_marked():

@@ -1,5 +1,6 @@
-"""Every install line of the README works as written: the package is not on an index, so each
-one installs from a clone, a git URL or a wheel, and the wheel holds what the runtime needs."""
+"""Every install line of the README and the docs works as written: the package is not on an
+index, so each one installs from a clone, a git URL or a wheel, and the wheel holds what the
+runtime needs."""
 
 from __future__ import annotations
 
@@ -18,7 +19,11 @@ except ModuleNotFoundError:  # Python 3.10
 import pytest
 from conftest import REPO
 
-README = (REPO / "README.md").read_text(encoding="utf-8")
+INSTALL_PAGE = (REPO / "docs" / "getting-started.md").read_text(encoding="utf-8")
+DOCS = "\n".join(
+    p.read_text(encoding="utf-8") for p in [REPO / "README.md", *(REPO / "docs").glob("*.md")]
+)
+CPU_INDEX = "--index-url https://download.pytorch.org/whl/cpu"
 NOT_ON_AN_INDEX = "`pip install edgeser` finds nothing"
 RUNTIME_REQUIREMENTS = {
     re.split(r"[<>=!~; \[]", requirement, maxsplit=1)[0]
@@ -29,15 +34,22 @@ RUNTIME_REQUIREMENTS = {
 
 
 def _pip_install_arguments() -> list[str]:
-    """What each ``pip install`` of the README installs (options left out)."""
+    """What each ``pip install`` of the README and the docs installs (options left out)."""
     found = []
-    for command in re.findall(r"pip install ([^`\n&#]+)", README.replace(NOT_ON_AN_INDEX, "")):
-        found += [word for word in shlex.split(command) if not word.startswith("-")]
+    for command in re.findall(r"pip install ([^`\n&#]+)", DOCS.replace(NOT_ON_AN_INDEX, "")):
+        words = shlex.split(command.replace(CPU_INDEX, ""))
+        found += [word for word in words if not word.startswith("-")]
     return found
 
 
-def test_the_readme_says_plainly_the_package_is_not_on_an_index():
-    assert "not on a package index yet" in README and NOT_ON_AN_INDEX in README
+def test_the_docs_say_plainly_the_package_is_not_on_an_index():
+    assert "not on a package index yet" in INSTALL_PAGE and NOT_ON_AN_INDEX in INSTALL_PAGE
+
+
+def test_a_bare_torch_is_only_ever_installed_from_the_cpu_index():
+    for command in re.findall(r"pip install ([^`\n&#]+)", DOCS):
+        if "torch" in shlex.split(command):
+            assert CPU_INDEX in command, command
 
 
 def test_no_install_line_asks_an_index_for_edgeser():
@@ -51,6 +63,7 @@ def test_no_install_line_asks_an_index_for_edgeser():
                 argument.startswith((".", "'.", "git+", "torch==", "build"))
                 or ".whl" in (argument)
                 or argument in RUNTIME_REQUIREMENTS
+                or argument == "torch"  # from PyTorch's CPU index: the test below
             ), argument
 
 
@@ -69,7 +82,7 @@ def test_the_wheel_the_readme_builds_holds_the_model_teacher_and_commands(tmp_pa
     )  # fmt: skip
     assert built.returncode == 0, built.stderr[-2000:]
     (wheel,) = (tmp_path / "dist").glob("edgeser-*-py3-none-any.whl")
-    assert f"dist/{wheel.name}" in README
+    assert f"dist/{wheel.name}" in INSTALL_PAGE
     archive = zipfile.ZipFile(wheel)
     names = set(archive.namelist())
     for member in (

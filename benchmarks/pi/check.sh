@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The Raspberry Pi check: installs this checkout in ARM Debian userlands (qemu-user + binfmt_misc,
-# built by debootstrap) with the README's Raspberry Pi commands verbatim, runs `edgeser score` and
+# built by debootstrap) with the Raspberry Pi commands of docs/raspberry-pi.md verbatim, runs `edgeser score` and
 # benchmarks/pi/parity.py under each Pi core (QEMU_CPU), compares with this x86 host and writes
 # benchmarks/PI.md, whose last line says ok or FAIL. Needs root and Debian's apt.
 #
@@ -13,7 +13,7 @@ STORE=${EDGESER_PI_STORE:-/var/cache/edgeser-pi}
 PYTHON=${PYTHON:-python3}
 CHROOT=$(command -v chroot)  # env -i below gives the userland a Pi user's PATH
 SUITE=trixie
-# userland = Debian arch : Pi OS flavour (README block) : Pi cores to run under
+# userland = Debian arch : Pi OS flavour (docs block) : Pi cores to run under
 USERLANDS=("arm64:pi-64bit:cortex-a72 cortex-a53 cortex-a76" "armhf:pi-32bit:cortex-a7")
 # Backends parity.py also runs with, besides load's default, where this checkout's
 # edgeser.load takes a `backend` argument (else they are skipped, and the log says so).
@@ -112,8 +112,9 @@ unmount_all() {
 trap unmount_all EXIT
 
 readme_block() {
-    # The fenced block after `<!-- $1 -->` in README.md (as .ci/run reads the test command).
-    sed -n "/<!-- $1 -->/,/^\`\`\`\$/p" README.md | sed -n '/^```/,/^```/p' | grep -v '^```'
+    # The fenced block after `<!-- $1 -->` in docs/raspberry-pi.md (as .ci/run reads the test
+    # command from the README).
+    sed -n "/<!-- $1 -->/,/^\`\`\`\$/p" docs/raspberry-pi.md | sed -n '/^```/,/^```/p' | grep -v '^```'
 }
 
 checkout_files() {
@@ -156,7 +157,7 @@ as_root() {
 }
 
 install_checkout() {
-    # The README's install commands for flavour $2 in userland $1 under core $3, line by line:
+    # The documented install commands for flavour $2 in userland $1 under core $3, line by line:
     # `sudo ...` lines as root, the others as user pi. The clone is refreshed every run; the
     # install is redone only when those commands or what gets installed (the packages and
     # pyproject.toml) changed since the last one.
@@ -169,7 +170,7 @@ install_checkout() {
         return 0
     fi
     rm -rf "$root/home/pi/edgeser-venv" "$root/.edgeser-installed"
-    log "$block: running the README's commands under $cpu (log: $log)"
+    log "$block: running the documented commands under $cpu (log: $log)"
     : >"$log"
     while IFS= read -r line; do
         echo "+ $line" | tee -a "$log" >&2
@@ -202,7 +203,7 @@ backend_checks() {
 }
 
 core_checks() {
-    # The README's `edgeser score` line and parity.py under core $2 of userland $1.
+    # The documented `edgeser score` line and parity.py under core $2 of userland $1.
     local root=$1 cpu=$2 score_line=$3 out="$STORE/results/$2"
     log "under $cpu: $score_line; benchmarks/pi/parity.py"
     if in_userland "$root" "$cpu" "$score_line" >"$out.score" 2>"$out.err" </dev/null \

@@ -1,5 +1,6 @@
 """Writes benchmarks/PI.md from the results of benchmarks/pi/check.sh: per Pi core, whether the
-README's install worked, the versions it installed, and how far its readings are from x86.
+documented install (docs/raspberry-pi.md) worked, the versions it installed, and how far its
+readings are from x86.
 The last line is ``ok`` or ``FAIL``. ``python -m benchmarks.pi.report --results DIR ...``."""
 
 from __future__ import annotations
@@ -234,9 +235,9 @@ def render(
             "OS flavour's architecture, run by qemu-user through binfmt_misc with `QEMU_CPU` set "
             "to the Pi's core (the guest gets that core's instruction set, so code built for a "
             "newer core dies with SIGILL as on the Pi) and a Pi's `/proc/cpuinfo`; this checkout "
-            "installed by the README's Raspberry Pi commands for that flavour, run verbatim "
-            "(read from README.md; `sudo` lines as root, since setuid cannot take effect under "
-            "qemu-user, the others as user `pi`); then, as user `pi`, the README's "
+            "installed by the documented Raspberry Pi commands for that flavour, run verbatim "
+            "(read from docs/raspberry-pi.md; `sudo` lines as root, since setuid cannot take "
+            "effect under qemu-user, the others as user `pi`); then, as user `pi`, the documented "
             "`~/edgeser-venv/bin/edgeser score examples/speech.wav` and "
             "`benchmarks/pi/parity.py` (`edgeser.load()` of the bundled int8 model, `predict` "
             "at 16 kHz and at 48 kHz (soxr resampling), `score_file` windows and aggregate, a "
