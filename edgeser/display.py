@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import unicodedata
 from typing import Protocol, TextIO
 
 from .contract import LABELS
@@ -53,18 +54,33 @@ class JsonRows:
         self._out.write(json.dumps({"file": file, **reading.to_dict()}) + "\n")
 
 
-class TableRows:
-    """An aligned, human-readable table (file column as wide as the longest name)."""
+def cells(text: str) -> int:
+    """The terminal columns ``text`` takes: 2 for a wide (CJK) character, 0 for a combining
+    mark, 1 for any other."""
+    return sum(
+        0 if unicodedata.combining(c) else 2 if unicodedata.east_asian_width(c) in "WF" else 1
+        for c in text
+    )
 
-    def __init__(self, out: TextIO, file_width: int) -> None:
+
+def padded(text: str, width: int) -> str:
+    """``text`` left-aligned in ``width`` terminal columns (``cells``)."""
+    return text + " " * max(width - cells(text), 0)
+
+
+class TableRows:
+    """An aligned, human-readable table (file column as wide as the widest name, in terminal
+    columns: wide CJK characters count twice)."""
+
+    def __init__(self, out: TextIO, files: list[str]) -> None:
         self._out = out
-        self._width = max(file_width, len("file"))
-        header = f"{'file':<{self._width}}  {'start_s':>8}  {'end_s':>8}"
+        self._width = max(map(cells, [*files, "file"]))
+        header = f"{padded('file', self._width)}  {'start_s':>8}  {'end_s':>8}"
         self._out.write(header + "".join(f"  {name:>9}" for name in LABELS) + "\n")
 
     def write(self, file: str, reading: Reading) -> None:
         """Write one row ('-' for unscored values)."""
-        row = f"{file:<{self._width}}  {reading.start_s:8.3f}  {reading.end_s:8.3f}"
+        row = f"{padded(file, self._width)}  {reading.start_s:8.3f}  {reading.end_s:8.3f}"
         values = "".join(f"  {_value(x) or '-':>9}" for x in reading.adv)
         self._out.write(row + values + "\n")
 
