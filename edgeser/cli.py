@@ -165,7 +165,7 @@ def devices(args: argparse.Namespace) -> int:
     """List the input devices PortAudio sees (* marks the default)."""
     found = input_devices()
     if not found:
-        print("no audio input devices found", file=sys.stderr)
+        print(f"{PROG}: no audio input devices found", file=sys.stderr)
     for d in found:
         mark = "*" if d["is_default"] else " "
         print(

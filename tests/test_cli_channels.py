@@ -489,3 +489,9 @@ def test_the_numpy_backend_notice_shows_once_per_install_and_at_v(tmp_path):
     assert second.stderr == ""
     assert notice in verbose.stderr
     assert any((tmp_path / "cache" / "edgeser").iterdir())
+
+
+def test_devices_messages_name_the_command():
+    run = _run(["devices"])
+    assert run.returncode == 0
+    assert all(line.startswith("edgeser: ") for line in _lines(run.stderr)), run.stderr
