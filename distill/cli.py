@@ -13,7 +13,8 @@ import typing
 from collections.abc import Sequence
 from typing import Any
 
-from edgeser.cli_args import OneLineParser, number, require_extra, whole_number
+from edgeser.channels import run_command
+from edgeser.cli_args import OneLineParser, nonempty_path, number, require_extra, whole_number
 from edgeser.errors import EdgeserError
 
 from .config import EvalConfig, LabelConfig, RunConfig, TrainConfig, load_run_config
@@ -110,16 +111,19 @@ def build_parser() -> argparse.ArgumentParser:
     }
     for name, cls in STAGES.items():
         p = sub.add_parser(name, help=helps[name], description=helps[name])
-        p.add_argument("--config", help="TOML file; its [label]/[train]/[eval] tables are read")
+        p.add_argument("--config", type=nonempty_path,
+                       help="TOML file; its [label]/[train]/[eval] tables are read")  # fmt: skip
         p.add_argument("--quiet", action="store_true", help="no progress bars")
         add_config_flags(p, cls, name)
     run = sub.add_parser("run", help="label, train and eval from one TOML config")
-    run.add_argument("config", help="TOML file with [label], [train] and [eval] tables")
+    run.add_argument("config", type=nonempty_path,
+                     help="TOML file with [label], [train] and [eval] tables")  # fmt: skip
     run.add_argument("--quiet", action="store_true", help="no progress bars")
     about = "report a label store's health (chunks, crops, damaged, orphans); changes nothing"
     check = sub.add_parser("check", help=about, description=about + "; exit status 1 when a "
                            "chunk is damaged (`label --repair` moves it aside)")  # fmt: skip
-    check.add_argument("--store", required=True, help="The label store folder to check.")
+    check.add_argument("--store", required=True, type=nonempty_path,
+                       help="The label store folder to check.")  # fmt: skip
     return parser
 
 
@@ -157,6 +161,11 @@ def check_store(root: str) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; errors are one line and exit code 2."""
+    return run_command(PROG, lambda: _run(argv))
+
+
+def _run(argv: Sequence[str] | None) -> int:
+    """The command line within its output channels (``edgeser.channels``)."""
     require_extra(PROG, "distill", EXTRA_MODULES)
     args = build_parser().parse_args(argv)
     try:

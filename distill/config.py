@@ -9,19 +9,14 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import sys
 import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edgeser.config import read_toml
 from edgeser.errors import ConfigError
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - Python 3.10
-    import tomli as tomllib
 
 
 def option(default: Any, sentence: str, unit: str = "") -> Any:
@@ -274,18 +269,6 @@ def _type_name(hint: Any) -> str:
     """``str or list[str]`` for a union hint."""
     return " or ".join(getattr(a, "__name__", str(a)) if typing.get_origin(a) is None else str(a)
                        for a in typing.get_args(hint))  # fmt: skip
-
-
-def read_toml(path: str | Path) -> dict[str, Any]:
-    """Parse a TOML file; a missing or malformed file is a ConfigError."""
-    path = Path(path)
-    try:
-        with path.open("rb") as f:
-            return tomllib.load(f)
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such config file") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML ({exc})") from None
 
 
 def load_run_config(path: str | Path) -> RunConfig:

@@ -244,7 +244,7 @@ def read_blocks(
     try:
         sound = sf.SoundFile(os.fsencode(path))
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
-        raise AudioFileError(f"{path}: not readable as audio ({exc})") from None
+        raise AudioFileError(f"{path}: not readable as audio ({_reason(exc)})") from None
     if sound.samplerate < MIN_RATE:
         sound.close()
         raise AudioFileError(
@@ -275,6 +275,12 @@ def _declared_length(path: Path) -> tuple[int | None, str | None]:
             raise AudioFileError(f"{path}: cannot read ({exc.strerror})") from None
 
 
+def _reason(exc: Exception) -> str:
+    """libsndfile's reason for an error, without soundfile's prefix that names the file in
+    Python's bytes form (``Error opening b'x.wav': ``); the message names the file already."""
+    return getattr(exc, "error_string", None) or str(exc)
+
+
 def _blocks(
     path: Path, sound: sf.SoundFile, block_frames: int, expected: int | None, cut: str | None
 ) -> Iterator[np.ndarray]:
@@ -287,7 +293,9 @@ def _blocks(
             try:
                 block = sound.read(block_frames, dtype="float32", always_2d=True)
             except (sf.LibsndfileError, RuntimeError) as exc:
-                raise AudioFileError(f"{path}: truncated or corrupt audio ({exc})") from None
+                raise AudioFileError(
+                    f"{path}: truncated or corrupt audio ({_reason(exc)})"
+                ) from None
             if block.shape[0] == 0:
                 break
             read += block.shape[0]

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from typing import Any, Protocol
 
 from .errors import ConfigError
+from .notices import first_time
 
 ONNXRUNTIME, NUMPY = "onnxruntime", "numpy"
 BACKENDS = (ONNXRUNTIME, NUMPY)
@@ -44,7 +45,8 @@ def onnxruntime_import_error() -> str | None:
 
 def resolve_backend(backend: str | None = None) -> str:
     """The backend to use: ``backend`` if given, else ``$EDGESER_BACKEND``, else onnxruntime
-    when it imports and numpy otherwise (saying so in one log line per process). ConfigError
+    when it imports and numpy otherwise (saying so in one warning per install, see
+    ``edgeser.notices``, and a debug line in later processes). ConfigError
     for an unknown name, or onnxruntime asked for where it cannot be imported."""
     name = (backend if backend is not None else os.environ.get(ENV_BACKEND, "")).strip().lower()
     error = onnxruntime_import_error() if name in ("", "auto", ONNXRUNTIME) else None
@@ -53,7 +55,8 @@ def resolve_backend(backend: str | None = None) -> str:
             return ONNXRUNTIME
         if NUMPY not in _announced:
             _announced.add(NUMPY)
-            log.warning("onnxruntime is not importable (%s); using the numpy backend", error)
+            level = logging.WARNING if first_time("numpy-backend") else logging.DEBUG
+            log.log(level, "onnxruntime is not importable (%s); using the numpy backend", error)
         return NUMPY
     if name not in BACKENDS:
         raise ConfigError(f"backend must be one of {', '.join(BACKENDS)} or auto, got {name!r}")

@@ -10,19 +10,18 @@ import argparse
 import contextlib
 import json
 import logging
-import os
-import signal
 import sys
-import threading
 from collections.abc import Iterator, Sequence
 
 from . import __version__, limits
 from .audio import find_audio_files
-from .cli_args import OneLineParser, number, whole_number
+from .channels import run_command
+from .cli_args import OneLineFormatter, OneLineParser, nonempty_path, number, whole_number
 from .config import SCORE_FORMATS, STREAM_FORMATS, RuntimeConfig
 from .contract import CONTRACT_VERSION, SAMPLE_RATE
 from .display import CsvRows, JsonLines, JsonRows, LiveBars, RowWriter, TableRows
 from .errors import AudioError, AudioFileError, ConfigError, EdgeserError
+from .interrupts import Interrupted, interrupted_by_signals
 from .model import Model, load
 from .sources import DeviceSource, FileSource, input_devices
 from .stream import Stream
@@ -36,15 +35,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         with contextlib.suppress(AttributeError, ValueError):
             out.reconfigure(errors="surrogateescape")
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format=f"{PROG}: %(message)s")
-    try:
-        return args.command(args)
-    except EdgeserError as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return 2
-    except BrokenPipeError:  # `edgeser ... | head`: the reader left; not an error
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 0
+    verbose = getattr(args, "verbose", False)
+    return run_command(PROG, lambda: _run(args, verbose), quiet_native=not verbose)
+
+
+def _run(args: argparse.Namespace, verbose: bool) -> int:
+    """Run the parsed command: its errors one line, Ctrl-C and SIGTERM with their status."""
+    with _messages_on_stderr(verbose):
+        try:
+            with interrupted_by_signals():
+                return args.command(args)
+        except EdgeserError as exc:
+            print(f"{PROG}: error: {exc}", file=sys.stderr)
+            return 2
+        except Interrupted as stop:  # Ctrl-C or SIGTERM: what was written stays, whole rows
+            print(f"{PROG}: interrupted ({stop.name})", file=sys.stderr)
+            return stop.status
 
 
 def score(args: argparse.Namespace) -> int:
@@ -93,7 +99,11 @@ def stream(args: argparse.Namespace) -> int:
     config = _config(args)
     model = load(config.model, threads=config.threads)
     if args.from_file:
-        source = FileSource(args.from_file, realtime=args.realtime, block_s=config.block_s)
+        try:
+            source = FileSource(args.from_file, realtime=args.realtime, block_s=config.block_s)
+        except AudioFileError as exc:  # unreadable: exit 1, as `score` of the same file
+            print(f"{PROG}: {exc}", file=sys.stderr)
+            return 1
     else:
         source = DeviceSource(config.device, block_s=config.block_s, reconnect=config.reconnect)
     live = Stream(
@@ -112,7 +122,7 @@ def stream(args: argparse.Namespace) -> int:
     display = LiveBars(sys.stdout) if fmt == "bars" else JsonLines(sys.stdout, has_head)
     failed = None
     try:
-        with _interrupted_by_signals(), live:
+        with live:
             for reading in live:
                 display.show(reading)
                 if config.duration_s is not None and reading.end_s >= config.duration_s:
@@ -131,31 +141,35 @@ def stream(args: argparse.Namespace) -> int:
 
 
 @contextlib.contextmanager
-def _interrupted_by_signals() -> Iterator[None]:
-    """SIGINT and SIGTERM raise KeyboardInterrupt in the main thread while the stream runs,
-    even where SIGINT was inherited as ignored (a job started in the background by a script)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    signals = (signal.SIGINT, signal.SIGTERM)
-    previous = {s: signal.signal(s, _raise_keyboard_interrupt) for s in signals}
+def _messages_on_stderr(verbose: bool) -> Iterator[None]:
+    """Log records as ``edgeser: message`` lines on (the current) stderr while a command runs:
+    warnings and errors, without tracebacks; with ``-v`` also debug lines and tracebacks."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(OneLineFormatter(f"{PROG}: %(message)s", verbose=verbose))
+    if not verbose:  # the stream re-raises its errors to the command, which prints them once
+        handler.addFilter(lambda record: not _reraised_by_stream(record))
+    root = logging.getLogger()
+    level = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG if verbose else logging.WARNING)
     try:
         yield
     finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
+        root.removeHandler(handler)
+        root.setLevel(level)
 
 
-def _raise_keyboard_interrupt(signum: int, frame: object) -> None:
-    """Signal handler: end the stream as Ctrl-C does."""
-    raise KeyboardInterrupt
+def _reraised_by_stream(record: logging.LogRecord) -> bool:
+    """An error the Stream logs and then raises from its iterator (a broken source, a model
+    failing mid-stream): the command reports it itself."""
+    return record.name == "edgeser.stream" and record.levelno >= logging.ERROR
 
 
 def devices(args: argparse.Namespace) -> int:
     """List the input devices PortAudio sees (* marks the default)."""
     found = input_devices()
     if not found:
-        print("no audio input devices found", file=sys.stderr)
+        print(f"{PROG}: no audio input devices found", file=sys.stderr)
     for d in found:
         mark = "*" if d["is_default"] else " "
         print(
@@ -224,7 +238,7 @@ def _row_writer(fmt: str, files: list[str], model: Model, categories: tuple[str,
         return CsvRows(sys.stdout, categories)
     if fmt == "jsonl":
         return JsonRows(sys.stdout, bool(model.categories))
-    return TableRows(sys.stdout, max(map(len, files)), categories)
+    return TableRows(sys.stdout, files, categories)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -235,9 +249,15 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
 
-    common = OneLineParser(add_help=False)
-    common.add_argument("--model", help="ONNX model file (default: the bundled model)")
-    common.add_argument("--config", help="TOML file of settings (flags override it)")
+    verbosity = OneLineParser(add_help=False)
+    verbosity.add_argument(
+        "-v", "--verbose", action="store_true", help="also debug lines, tracebacks, native output"
+    )
+    common = OneLineParser(add_help=False, parents=[verbosity])
+    common.add_argument("--model", type=nonempty_path,
+                        help="ONNX model file (default: the bundled model)")  # fmt: skip
+    common.add_argument("--config", type=nonempty_path,
+                        help="TOML file of settings (flags override it)")  # fmt: skip
     common.add_argument("--threads", type=whole_number(limits.THREADS),
                         help=f"CPU threads, {limits.THREADS} (default 1)")  # fmt: skip
     common.add_argument("--window", type=number(limits.WINDOW_S),
@@ -249,7 +269,8 @@ def _parser() -> argparse.ArgumentParser:
                         help="fixed speech level, dBFS (default: noise-floor gate)")  # fmt: skip
 
     p = commands.add_parser("score", parents=[common], help="score audio files and folders")
-    p.add_argument("paths", nargs="+", metavar="PATH", help="audio files or folders (walked)")
+    p.add_argument("paths", nargs="+", metavar="PATH", type=nonempty_path,
+                   help="audio files or folders (walked)")  # fmt: skip
     p.add_argument("--format", choices=SCORE_FORMATS, help="output rows (default csv)")
     p.add_argument("--per-window", action="store_true", default=None,
                    help="one row per window, not per file")  # fmt: skip
@@ -259,7 +280,8 @@ def _parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser("stream", parents=[common], help="live readings from a device")
     p.add_argument("--device", help="input device index or name (see `edgeser devices`)")
-    p.add_argument("--from-file", metavar="F", help="stream an audio file instead of a device")
+    p.add_argument("--from-file", metavar="F", type=nonempty_path,
+                   help="stream an audio file instead of a device")  # fmt: skip
     p.add_argument("--realtime", action="store_true", help="play --from-file at real-time pace")
     p.add_argument("--format", choices=STREAM_FORMATS,
                    help="auto (default): bars on a terminal, JSON lines when piped")  # fmt: skip
@@ -271,11 +293,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(command=stream)
 
-    p = commands.add_parser("devices", help="list audio input devices")
+    p = commands.add_parser("devices", parents=[verbosity], help="list audio input devices")
     p.set_defaults(command=devices)
 
-    p = commands.add_parser("info", help="print a model's contract and model card")
-    p.add_argument("model", nargs="?", metavar="MODEL", help="ONNX file (default: bundled)")
+    p = commands.add_parser("info", parents=[verbosity], help="print a model's contract and card")
+    p.add_argument("model", nargs="?", metavar="MODEL", type=nonempty_path,
+                   help="ONNX file (default: bundled)")  # fmt: skip
     p.set_defaults(command=info)
     return parser
-

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import logging
 import math
 import sys
 from collections.abc import Callable, Sequence
@@ -24,6 +25,30 @@ class OneLineParser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         """Print ``PROG: error: message`` (PROG: the top command, also for a sub-command)."""
         self.exit(USAGE_ERROR, f"{self.prog.split()[0]}: error: {message}\n")
+
+
+class OneLineFormatter(logging.Formatter):
+    """Log lines without the traceback of a record's exception (shown with ``verbose``): a
+    message is one line, the traceback is for whoever asks for it (``-v``)."""
+
+    def __init__(self, fmt: str, verbose: bool = False) -> None:
+        super().__init__(fmt)
+        self._verbose = verbose
+
+    def format(self, record: logging.LogRecord) -> str:
+        """The record's message line (and its traceback when verbose)."""
+        if self._verbose or not (record.exc_info or record.exc_text or record.stack_info):
+            return super().format(record)
+        bare = {**record.__dict__, "exc_info": None, "exc_text": None, "stack_info": None}
+        return super().format(logging.makeLogRecord(bare))
+
+
+def nonempty_path(text: str) -> str:
+    """argparse type: a path that is not empty (``""`` names no file; as a folder it would be
+    the current one)."""
+    if not text:
+        raise argparse.ArgumentTypeError("an empty path names no file or folder")
+    return text
 
 
 def whole_number(limits: Range | None = None) -> Callable[[str], int]:

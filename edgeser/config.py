@@ -61,20 +61,7 @@ class RuntimeConfig:
     @classmethod
     def from_toml(cls, path: str | os.PathLike[str]) -> RuntimeConfig:
         """Read settings from a TOML file of top-level keys; an unknown key is a ConfigError."""
-        try:
-            import tomllib
-        except ModuleNotFoundError:  # Python 3.10
-            try:
-                import tomli as tomllib
-            except ModuleNotFoundError:
-                raise ConfigError("TOML needs Python 3.11+ or `pip install tomli`") from None
-        try:
-            with open(path, "rb") as f:
-                data = tomllib.load(f)
-        except OSError as exc:
-            raise ConfigError(f"{path}: cannot read config ({exc.strerror})") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+        data = read_toml(path)
         return cls().updated(data, source=str(path))
 
     def updated(self, values: dict[str, Any], source: str = "settings") -> RuntimeConfig:
@@ -98,6 +85,33 @@ class RuntimeConfig:
         if self.vad_threshold_db is None:
             return NoiseFloorVad(**share)
         return EnergyVad(threshold_db=self.vad_threshold_db, **share)
+
+
+def read_toml(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The tables of a TOML file (for ``edgeser``, ``edgeser-distill`` and ``edgeser-export``);
+    a file that is missing, unreadable, not UTF-8 text or not valid TOML is a ConfigError
+    naming it, in one line."""
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        try:
+            import tomli as tomllib
+        except ModuleNotFoundError:
+            raise ConfigError("TOML needs Python 3.11+ or `pip install tomli`") from None
+    try:
+        with open(path, "rb") as f:
+            return tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such config file") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config ({exc.strerror})") from None
+    except UnicodeDecodeError as exc:  # TOML is UTF-8 text: a Latin-1 file, a binary one
+        raise ConfigError(
+            f"{path}: not valid TOML (not UTF-8 text: byte {exc.object[exc.start]:#04x} "
+            f"at offset {exc.start})"
+        ) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML ({exc})") from None
 
 
 # The accepted range of each numeric setting (the flags use the same ranges).

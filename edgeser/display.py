@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import unicodedata
 from typing import Protocol, TextIO
 
 from .contract import LABELS
@@ -72,23 +73,38 @@ class JsonRows:
         self._out.write(json.dumps(row) + "\n")
 
 
-class TableRows:
-    """An aligned, human-readable table (file column as wide as the longest name), with
-    ``categories`` (their labels) an emotion column and a probability column per label."""
+def columns_of(text: str) -> int:
+    """The terminal columns ``text`` takes: 2 for a wide (CJK) character, 0 for a combining
+    mark, 1 for any other."""
+    return sum(
+        0 if unicodedata.combining(c) else 2 if unicodedata.east_asian_width(c) in "WF" else 1
+        for c in text
+    )
 
-    def __init__(self, out: TextIO, file_width: int, categories: tuple[str, ...] = ()) -> None:
+
+def padded(text: str, width: int) -> str:
+    """``text`` left-aligned in ``width`` terminal columns (``columns_of``)."""
+    return text + " " * max(width - columns_of(text), 0)
+
+
+class TableRows:
+    """An aligned, human-readable table (file column as wide as the widest name, in terminal
+    columns: wide CJK characters count twice), with ``categories`` (their labels) an emotion
+    column and a probability column per label."""
+
+    def __init__(self, out: TextIO, files: list[str], categories: tuple[str, ...] = ()) -> None:
         self._out = out
-        self._width = max(file_width, len("file"))
+        self._width = max(map(columns_of, [*files, "file"]))
         self._categories = categories
         names = (*LABELS, *([EMOTION] if categories else []), *categories)
         self._columns = [max(9, len(name)) for name in names]
-        header = f"{'file':<{self._width}}  {'start_s':>8}  {'end_s':>8}"
+        header = f"{padded('file', self._width)}  {'start_s':>8}  {'end_s':>8}"
         cells = "".join(f"  {n:>{w}}" for n, w in zip(names, self._columns, strict=True))
         self._out.write(header + cells + "\n")
 
     def write(self, file: str, reading: Reading) -> None:
         """Write one row ('-' for unscored values)."""
-        row = f"{file:<{self._width}}  {reading.start_s:8.3f}  {reading.end_s:8.3f}"
+        row = f"{padded(file, self._width)}  {reading.start_s:8.3f}  {reading.end_s:8.3f}"
         values = [*map(_value, reading.adv), *_category_values(reading, self._categories)]
         cells = (f"  {v or '-':>{w}}" for v, w in zip(values, self._columns, strict=True))
         self._out.write(row + "".join(cells) + "\n")

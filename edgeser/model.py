@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 from collections.abc import Iterable
 from pathlib import Path
@@ -290,10 +292,13 @@ def _open_session(path: Path, threads: int, backend: str = ONNXRUNTIME) -> Sessi
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.log_severity_level = 3  # errors only: no warnings on the console
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    try:
-        with without_schema_noise():
+    try:  # no fallback: it prints an "EP Error" banner to stdout and retries the same provider
+        with without_schema_noise(), contextlib.redirect_stdout(io.StringIO()):
             return ort.InferenceSession(
-                str(path), sess_options=options, providers=["CPUExecutionProvider"]
+                str(path),
+                sess_options=options,
+                providers=["CPUExecutionProvider"],
+                enable_fallback=0,
             )
     except Exception as exc:  # onnxruntime's load errors share no useful base class
         raise ModelError(f"{path}: not a loadable ONNX model ({_first_line(exc)})") from None

@@ -54,8 +54,11 @@ def refuse_broken_onnxruntime() -> None:
 def without_schema_noise() -> Iterator[None]:
     """Drop the "Schema error: ... already registered" lines that Debian's onnxruntime writes
     to stderr (file descriptor 2, from C++) while it creates its first session; whatever else
-    is written meanwhile is passed on. Without a usable descriptor 2, nothing is filtered."""
-    sys.stderr.flush()
+    is written meanwhile is passed on to descriptor 2, where it was going (the ``edgeser``
+    command points that at /dev/null unless ``-v``). Without a usable descriptor 2 (``2>&-``:
+    ``sys.stderr`` is then None), nothing is filtered."""
+    if sys.stderr is not None:
+        sys.stderr.flush()
     try:
         saved = os.dup(2)
     except OSError:
@@ -72,8 +75,9 @@ def without_schema_noise() -> Iterator[None]:
             lines = captured.read().decode(errors="replace").splitlines(keepends=True)
             noise = any(line.startswith(SCHEMA_NOISE) for line in lines)
             kept = [line for line in lines if not line.startswith(SCHEMA_NOISE)]
-            sys.stderr.write("".join(line for line in kept if line.strip() or not noise))
-            sys.stderr.flush()
+            text = "".join(line for line in kept if line.strip() or not noise)
+            with contextlib.suppress(OSError):  # a reader that left
+                os.write(2, text.encode(errors="surrogateescape"))
 
 
 # At `import edgeser`, before anything can import onnxruntime (which the runtime does lazily,

@@ -7,7 +7,8 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from edgeser.cli_args import OneLineParser, number, require_extra
+from edgeser.channels import run_command
+from edgeser.cli_args import OneLineParser, nonempty_path, number, require_extra
 from edgeser.errors import EdgeserError
 
 from .config import ExportConfig
@@ -31,17 +32,21 @@ def build_parser() -> argparse.ArgumentParser:
         "checkpoint",
         nargs="?",
         metavar="PATH",
+        type=nonempty_path,
         help="student checkpoint (.pt), a folder in the published Wav2Small layout "
         "(model.safetensors + config.json), or a hub id such as audeering/wav2small",
     )
-    p.add_argument("--out", metavar="DIR", help="output folder (must not exist unless --force)")
-    p.add_argument("--config", metavar="TOML", help="settings file (flags override it)")
+    p.add_argument("--out", metavar="DIR", type=nonempty_path,
+                   help="output folder (must not exist unless --force)")  # fmt: skip
+    p.add_argument("--config", metavar="TOML", type=nonempty_path,
+                   help="settings file (flags override it)")  # fmt: skip
     p.add_argument("--name", help="file stem of the outputs (default: the checkpoint's stem)")
     p.add_argument("--int8", action="store_true", help="also write a static int8 QDQ model")
     p.add_argument(
         "--calibration",
         nargs="+",
         metavar="DATA",
+        type=nonempty_path,
         help="audio folders, files or manifest CSVs for int8 calibration",
     )
     p.add_argument(
@@ -61,6 +66,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the export; a clear one-line error and exit code 2 for anything refused."""
+    return run_command(PROG, lambda: _run(argv))
+
+
+def _run(argv: Sequence[str] | None) -> int:
+    """The command line within its output channels (``edgeser.channels``)."""
     require_extra(PROG, "export", EXTRA_MODULES)
     from .pipeline import run_export
 

@@ -3,19 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from edgeser import limits
+from edgeser.config import read_toml
 from edgeser.contract import MIN_SECONDS
 from edgeser.errors import ConfigError, EdgeserError
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - Python 3.10
-    import tomli as tomllib
 
 
 class ExportError(EdgeserError):
@@ -100,13 +95,7 @@ class ExportConfig:
     def from_toml(cls, path: str | Path, **overrides: Any) -> ExportConfig:
         """Read settings from a TOML file (top level or an ``[export]`` table); ``overrides``
         (e.g. CLI flags) win over the file."""
-        path = Path(path)
-        try:
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise ConfigError(f"{path}: no such config file") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+        data = read_toml(Path(path))
         section = data.get("export", data)
         return cls.from_dict({**section, **overrides})
 

@@ -42,7 +42,7 @@ def test_bad_config_files(tmp_path, text, message):
 
 
 def test_missing_config_file(tmp_path):
-    with pytest.raises(ConfigError, match="cannot read config"):
+    with pytest.raises(ConfigError, match=r"absent\.toml: no such config file"):
         RuntimeConfig.from_toml(tmp_path / "absent.toml")
 
 
