@@ -254,3 +254,34 @@ def test_progress_shows_the_categories_kl_and_dev_agreement() -> None:
     assert fields == {"loss": "0.500", "kl": "0.123", "dev_ccc": "0.400", "dev_agree": "0.750",
                       "crops_s": "11"}  # fmt: skip
     assert "kl" not in progress_fields(0.5, {}, 11.0)
+
+
+def test_ray_workers_carry_the_probabilities_to_the_driver(
+    manifest: Path, categorical_teacher: str, tmp_path: Path
+) -> None:
+    """The Ray path's worker and driver functions, run here without a cluster: a decoded
+    batch -> ``TeacherWorker.label`` -> ``commit`` -> the store holds the probabilities."""
+    from edgeser.distill.data import CropAudio
+    from edgeser.distill.label import LabelReport, plan_label
+    from edgeser.distill.ray_label import (
+        TeacherWorker,
+        WorkerPlan,
+        commit,
+        decode_batch,
+        teacher_identity,
+    )
+
+    cfg = label_config(manifest, categorical_teacher, tmp_path / "labels")
+    batch = plan_label(cfg)[0].crops[:3]
+    teacher_id, labels = teacher_identity(categorical_teacher, cfg.max_chunk_s)
+    assert labels == CATEGORY_LABELS
+    store = LabelStore.open(cfg.store, teacher_id, categories=labels)
+    plan = WorkerPlan(actors=1, cpus_per_actor=1, gpus_per_actor=0, device="cpu", decoders=0)
+    worker = TeacherWorker(categorical_teacher, teacher_id, plan, cfg, noise=None)
+    decoded = decode_batch("\n".join(c.to_json() for c in batch), CropAudio())
+    row = worker.label(*(decoded[k] for k in ("n", "crops", "lengths", "audio", "failed")))
+    commit(row, store, set(), LabelReport())
+    stored = store.read()
+    assert len(stored) == 3 and stored.categories.shape == (3, 4)
+    np.testing.assert_allclose(stored.categories.sum(axis=1), 1.0, atol=1e-6)
+    store.close()
