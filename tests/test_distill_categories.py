@@ -155,6 +155,10 @@ def test_categories_false_trains_a_student_without_the_head(
     assert run_train(train, progress=False).dev_categories == {}
     model, _ = load_student(tmp_path / "s" / "student.pt")
     assert model.config.categories == () and model.category_head is None
+    with_head = TrainConfig(store=cfg.store, out=str(tmp_path / "s"), max_steps=2, batch_size=8,
+                            num_threads=1)  # fmt: skip
+    with pytest.raises(ConfigError, match=r"another run .*categories"):
+        run_train(with_head, progress=False)  # resume.pt has no head: not resumed into one
     published = TrainConfig(store=cfg.store, out=str(tmp_path / "p"), max_steps=2,
                             student="wav2small-published")  # fmt: skip
     with pytest.raises(ConfigError, match=r"no categorical head.*categories = false"):
