@@ -167,9 +167,9 @@ def run_eval(cfg: EvalConfig, progress: bool = True) -> EvalReport:
         ccc_by_label(pred, dev_labels.adv),
         ccc_by_label(untrained, dev_labels.adv),
     )
-    labels = model.config.categories
-    teacher_probs = dev_labels.categories if probs is not None else None
+    labels, teacher_probs = model.config.categories, None
     if probs is not None:
+        teacher_probs = dev_labels.categories
         if labels != dev_labels.category_labels:
             raise StoreError(
                 f"{cfg.checkpoint} has categories {list(labels)}, but {cfg.store} holds "
