@@ -157,6 +157,14 @@ class TrainConfig:
     weight_decay: float = option(0.01, "AdamW weight decay")
     warmup_fraction: float = option(0.03, "share of the steps spent warming up", "0..1")
     mse_weight: float = option(0.0, "weight of the MSE term added to the 1 - CCC loss")
+    categories: bool = option(
+        True,
+        "give the student a categorical head and distil the teacher's category probabilities "
+        "when the store holds them (off, or a store without them: A/D/V only)",
+    )
+    category_weight: float = option(
+        1.0, "weight of the KL divergence from the teacher's category probabilities"
+    )
     clip_grad_norm: float = option(1.0, "largest gradient norm (clipped beyond)")
     seed: int = option(0, "seed of initialisation, batching and the dev split")
     checkpoint_every: int = option(200, "steps between saves of out/resume.pt", "steps")
@@ -172,6 +180,8 @@ class TrainConfig:
         _positive(self, "train", "epochs", "batch_size", "lr", "checkpoint_every", "eval_every")
         if not 0 <= self.dev_fraction < 1:
             raise ConfigError("train.dev_fraction must be in [0, 1)")
+        if self.category_weight < 0:
+            raise ConfigError(f"train.category_weight must be >= 0, got {self.category_weight}")
 
 
 @dataclass

@@ -26,7 +26,7 @@ from .data import Crop, CropAudio, CropPlan, DataError, find_sources, load_noise
 from .store import LabelStore
 from .teachers.base import Teacher
 from .teachers.ensemble import load_teachers
-from .teachers.loading import check_output, set_torch_threads
+from .teachers.loading import category_labels, check_output, set_torch_threads
 
 DECODE_WINDOW = 64  # batches whose crops are taken in file order, then sorted by length
 
@@ -128,9 +128,11 @@ def label_crops(
     embeddings: bool = False,
     progress: bool = True,
 ) -> LabelReport:
-    """Label the crops the store lacks, committing one chunk per batch; batches other
-    writers of the store hold are left to them (and taken over if they die)."""
-    store.check_teacher(teacher.teacher_id)
+    """Label the crops the store lacks, committing one chunk per batch (with the teacher's
+    category probabilities when it has a categorical head); batches other writers of the
+    store hold are left to them (and taken over if they die)."""
+    labels = category_labels(teacher)
+    store.check_teacher(teacher.teacher_id, categories=labels)
     audio = audio or CropAudio()
     done = store.done_keys()
     report = LabelReport(planned=len(crops), already_done=sum(c.key in done for c in crops))
@@ -143,8 +145,9 @@ def label_crops(
             for batch, ready, waves, failed in batches:
                 report.failed.update(failed)
                 if ready:
-                    out = check_output(teacher(waves), len(ready), teacher.teacher_id)
-                    store.append(ready, out.adv, out.embedding if embeddings else None)
+                    out = check_output(teacher(waves), len(ready), teacher.teacher_id, labels)
+                    emb = out.embedding if embeddings else None
+                    store.append(ready, out.adv, emb, out.categories)
                     report.labelled += len(ready)
                     report.audio_s += sum(c.seconds for c in ready)
                 claims.finish(batch)
@@ -188,6 +191,7 @@ def run_label(cfg: LabelConfig, progress: bool = True) -> LabelReport:
         teacher.teacher_id,
         teacher=" + ".join(cfg.teachers),
         members=members,
+        categories=category_labels(teacher),
         repair=cfg.repair,
     )
     if progress:

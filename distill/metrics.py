@@ -1,4 +1,4 @@
-"""Agreement and ranking metrics: CCC (loss and score) and ROC AUC, with optional masks."""
+"""Agreement and ranking metrics: CCC (loss and score), ROC AUC and unweighted average recall."""
 
 from __future__ import annotations
 
@@ -58,3 +58,13 @@ def roc_auc(scores: np.ndarray, positive: np.ndarray) -> float:
         ranks[order[i : j + 1]] = (i + j) / 2 + 1
         i = j + 1
     return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def unweighted_average_recall(truth: np.ndarray, predicted: np.ndarray) -> float:
+    """Mean over the classes present in ``truth`` of the share of their items predicted as
+    such (class indices; chance is 1 / classes); NaN without items."""
+    truth, predicted = np.asarray(truth), np.asarray(predicted)
+    classes = np.unique(truth)
+    if not len(classes):
+        return float("nan")
+    return float(np.mean([(predicted[truth == c] == c).mean() for c in classes]))

@@ -38,7 +38,13 @@ from .config import ConfigError, LabelConfig
 from .data import Crop, CropAudio
 from .label import LabelReport, label_batches, plan_label, regenerate
 from .store import LabelStore
-from .teachers.loading import TeacherError, check_output, load_teacher, set_torch_threads
+from .teachers.loading import (
+    TeacherError,
+    category_labels,
+    check_output,
+    load_teacher,
+    set_torch_threads,
+)
 
 RAY_INSTALL = "pip install 'edgeser[ray]'"
 BATCHES_PER_BLOCK = 4  # teacher batches per Ray Data block (one task's worth of work)
@@ -111,9 +117,11 @@ def plan_workers(cfg: LabelConfig, resources: dict[str, float]) -> WorkerPlan:
     return WorkerPlan(actors, float(threads), 0.0, "cpu", 0)
 
 
-def teacher_identity(spec: str, max_chunk_s: float) -> str:
-    """The id of teacher ``spec`` as a worker loads it (run as a Ray task by the driver)."""
-    return load_teacher(spec, device="cpu", max_chunk_s=max_chunk_s).teacher_id
+def teacher_identity(spec: str, max_chunk_s: float) -> tuple[str, tuple[str, ...]]:
+    """The id and category labels of teacher ``spec`` as a worker loads it (run as a Ray task
+    by the driver)."""
+    teacher = load_teacher(spec, device="cpu", max_chunk_s=max_chunk_s)
+    return teacher.teacher_id, category_labels(teacher)
 
 
 def decode_batch(crops_jsonl: str, audio: CropAudio) -> dict[str, Any]:
@@ -177,14 +185,16 @@ class TeacherWorker:
         return _columns(out)
 
     def label(self, n: int, crops: str, lengths: str, audio: bytes, failed: str) -> dict:
-        """Teacher readings of one decoded batch as bytes (float32 [N, 3] and [N, D])."""
-        row = {"n": int(n), "crops": "", "adv": b"", "embedding": b"", "failed": str(failed),
-               "error": self.error}  # fmt: skip
+        """Teacher readings of one decoded batch as bytes (float32 [N, 3], [N, D] and the
+        category probabilities [N, K])."""
+        row = {"n": int(n), "crops": "", "adv": b"", "embedding": b"", "categories": b"",
+               "failed": str(failed), "error": self.error}  # fmt: skip
         waves = split_waves(audio, json.loads(lengths))
         if self.error or not waves:
             return row
         try:
-            out = check_output(self.teacher(waves), len(waves), self.teacher.teacher_id)
+            labels = category_labels(self.teacher)
+            out = check_output(self.teacher(waves), len(waves), self.teacher.teacher_id, labels)
         except EdgeserError as exc:
             return {**row, "error": pickle.dumps(exc)}
         emb = out.embedding if self.embeddings else None
@@ -193,6 +203,7 @@ class TeacherWorker:
             "crops": str(crops),
             "adv": out.adv.astype(np.float32).tobytes(),
             "embedding": b"" if emb is None else emb.astype(np.float32).tobytes(),
+            "categories": b"" if out.categories is None else out.categories.tobytes(),
         }
 
 
@@ -286,14 +297,15 @@ def commit(row: dict[str, Any], store: LabelStore, done: set[str], report: Label
     if not crops:
         return
     adv = np.frombuffer(row["adv"], dtype=np.float32).reshape(len(crops), 3)
-    emb = None
-    if len(row["embedding"]):
-        emb = np.frombuffer(row["embedding"], dtype=np.float32).reshape(len(crops), -1)
+    emb, probs = (
+        np.frombuffer(row[k], dtype=np.float32).reshape(len(crops), -1) if len(row[k]) else None
+        for k in ("embedding", "categories")
+    )
     fresh = np.array([c.key not in done for c in crops], dtype=bool)
     if not fresh.any():
         return
     new = [c for c, f in zip(crops, fresh, strict=True) if f]
-    store.append(new, adv[fresh], None if emb is None else emb[fresh])
+    store.append(new, adv[fresh], *(None if a is None else a[fresh] for a in (emb, probs)))
     done.update(c.key for c in new)
     report.labelled += len(new)
     report.audio_s += sum(c.seconds for c in new)
@@ -311,12 +323,14 @@ def run_label_ray(cfg: LabelConfig, progress: bool = True) -> LabelReport:
     started = connect(cfg.ray)
     try:
         try:
-            teacher_id = ray.get(
+            teacher_id, labels = ray.get(
                 ray.remote(num_cpus=1)(teacher_identity).remote(spec, cfg.max_chunk_s)
             )
         except Exception as exc:
             raise _edgeser_cause(exc) or exc from None
-        store = LabelStore.open(cfg.store, teacher_id, teacher=spec, repair=cfg.repair)
+        store = LabelStore.open(
+            cfg.store, teacher_id, teacher=spec, categories=labels, repair=cfg.repair
+        )
         workers = plan_workers(cfg, ray.cluster_resources())
         if progress:
             print(

@@ -2,8 +2,10 @@
 
 Layout of a store folder::
 
-    store.json            format, version and the teacher id (written once, atomically)
-    chunks/<name>.npz     one committed batch: keys, crop descriptions, adv, [embedding], sha256
+    store.json            format, version, the teacher id and, when the teacher has a
+                          categorical head, its label names (written once, atomically)
+    chunks/<name>.npz     one committed batch: keys, crop descriptions, adv, [embedding],
+                          [categories], sha256
     damaged/<name>.npz    chunks that failed verification, moved aside by ``repair`` (kept)
     writers/, claims/     who is writing and which batch each writer labels (``claims.py``)
 
@@ -13,6 +15,9 @@ verified when it is read: a readable zip with exactly the expected members, shap
 finite labels, and (version 2) a SHA-256 of its content, so a truncated, zeroed or bit-flipped
 chunk is a ``DamagedChunkError`` naming the file and the fault instead of labels trained on.
 Version 1 stores (chunks without a checksum) are read with the same checks less the checksum.
+Version 3 stores hold a teacher's category probabilities too: ``categories`` float32 [N, K] in
+every chunk, one column per label of ``store.json``'s ``categories``, each row summing to 1.
+Stores of teachers without categories stay version 2, so older edgeser versions read them.
 A crop committed twice is read back once (the first commit wins).
 """
 
@@ -35,13 +40,16 @@ from .data import Crop
 
 STORE_FORMAT = "edgeser.labels"
 STORE_VERSION = 2  # 2: every chunk carries a sha256 of its content
-READ_VERSIONS = (1, 2)
+CATEGORIES_VERSION = 3  # 3: and the teacher's category probabilities (stores that have them)
+READ_VERSIONS = (1, 2, 3)
 META_FILE = "store.json"
 CHUNK_DIR = "chunks"
 DAMAGED_DIR = "damaged"
 CHECKSUM = "sha256"
 ZIP_MAGIC = b"PK\x03\x04"
 REQUIRED = ("keys", "crops", "adv")
+CATEGORIES = "categories"
+ROW_SUM_TOLERANCE = 1e-3  # |sum of a probability row - 1| beyond this is not a distribution
 REPAIR_HINT = "run `edgeser-distill label --repair` to move it aside and label its crops again"
 
 
@@ -64,6 +72,8 @@ class Labels:
     crops: list[Crop]
     adv: np.ndarray  # [N, 3] float32, arousal, dominance, valence
     embedding: np.ndarray | None = None  # [N, D] when every chunk has embeddings
+    categories: np.ndarray | None = None  # [N, K] teacher probabilities (version 3 stores)
+    category_labels: tuple[str, ...] = ()  # the K label names, in column order
 
     def __len__(self) -> int:
         return len(self.crops)
@@ -73,7 +83,8 @@ class Labels:
         index = {c.key: i for i, c in enumerate(self.crops)}
         rows = np.array([index[c.key] for c in crops], dtype=np.int64)
         emb = self.embedding[rows] if self.embedding is not None else None
-        return Labels(list(crops), self.adv[rows], emb)
+        cats = self.categories[rows] if self.categories is not None else None
+        return Labels(list(crops), self.adv[rows], emb, cats, self.category_labels)
 
 
 @dataclass
@@ -91,10 +102,12 @@ class StoreHealth:
     orphans: list[str] = field(default_factory=list)  # temporaries of writers that are gone
     stale_claims: int = 0
     writers: int = 0  # writers running now
+    categories: tuple[str, ...] = ()  # the teacher's category labels, if it has them
 
     def summary(self) -> str:
         lines = [
             f"{self.root}: label store version {self.version}, teacher {self.teacher_id}",
+            *([f"categories: {', '.join(self.categories)}"] if self.categories else []),
             f"chunks: {self.chunks} ({len(self.damaged)} damaged, {self.unchecksummed} "
             "without checksum)",
             f"crops: {self.crops} labelled, {self.duplicates} duplicate rows (read once)",
@@ -135,6 +148,12 @@ class LabelStore:
         """Whether NaN marks an unlabelled dimension (label-target stores) instead of damage."""
         return bool(self.meta.get("nan_labels", self.teacher_id.startswith("labels:")))
 
+    @property
+    def category_labels(self) -> tuple[str, ...]:
+        """The teacher's category labels (column order of every chunk's ``categories``);
+        empty for a teacher without a categorical head."""
+        return tuple(self.meta.get(CATEGORIES, ()))
+
     @classmethod
     def open(
         cls,
@@ -143,13 +162,15 @@ class LabelStore:
         teacher: str = "",
         members: list[dict] | None = None,
         *,
+        categories: tuple[str, ...] = (),
         nan_labels: bool = False,
         repair: bool = False,
     ) -> LabelStore:
         """Open a store. With ``teacher_id`` it is created when absent and must match when
         present (StoreError otherwise), and this process becomes one of its writers (with
         ``repair``, damaged chunks are moved aside first); without, it must already exist.
-        ``members``: an ensemble teacher's members (spec, id, calibration), recorded."""
+        ``members``: an ensemble teacher's members (spec, id, calibration), recorded;
+        ``categories``: the teacher's category labels (a version 3 store records them)."""
         root = Path(root)
         meta_path = root / META_FILE
         if not meta_path.exists():
@@ -158,7 +179,7 @@ class LabelStore:
             (root / CHUNK_DIR).mkdir(parents=True, exist_ok=True)
             meta = {
                 "format": STORE_FORMAT,
-                "version": STORE_VERSION,
+                "version": CATEGORIES_VERSION if categories else STORE_VERSION,
                 "teacher_id": teacher_id,
                 "teacher": teacher,
                 "nan_labels": nan_labels,
@@ -166,10 +187,12 @@ class LabelStore:
             }
             if members:
                 meta["members"] = members
+            if categories:
+                meta[CATEGORIES] = list(categories)
             _create_once(meta_path, json.dumps(meta, indent=2))
         store = cls(root, _read_meta(meta_path))
         if teacher_id is not None:
-            store.check_teacher(teacher_id, teacher)
+            store.check_teacher(teacher_id, teacher, tuple(categories))
             store.as_writer()
             if repair:
                 store.repaired = store.repair()
@@ -189,13 +212,22 @@ class LabelStore:
             self.writer.close()
             self.writer = None
 
-    def check_teacher(self, teacher_id: str, teacher: str = "") -> None:
-        """StoreError unless this store holds labels of ``teacher_id``."""
+    def check_teacher(
+        self, teacher_id: str, teacher: str = "", categories: tuple[str, ...] | None = None
+    ) -> None:
+        """StoreError unless this store holds labels of ``teacher_id`` (and, when given, of
+        the category labels ``categories``)."""
         if self.teacher_id != teacher_id:
             raise StoreError(
                 f"{self.root}: this store holds labels of teacher {self.teacher_id} "
                 f"({self.meta.get('teacher') or 'unnamed'}), not of {teacher_id} "
                 f"({teacher or 'unnamed'}); use another store folder"
+            )
+        if categories is not None and tuple(categories) != self.category_labels:
+            raise StoreError(
+                f"{self.root}: this store holds category probabilities for "
+                f"{list(self.category_labels) or 'no categories'}, but the teacher gives "
+                f"{list(categories) or 'none'}; use another store folder"
             )
 
     def chunk_paths(self) -> list[Path]:
@@ -219,12 +251,20 @@ class LabelStore:
 
     def load_chunk(self, path: Path) -> dict[str, np.ndarray]:
         """The verified arrays of one chunk, or DamagedChunkError saying what is wrong."""
-        return verify_chunk(path, read_chunk(path), self.version, self.nan_labels)
+        return verify_chunk(
+            path, read_chunk(path), self.version, self.nan_labels, len(self.category_labels)
+        )
 
     def append(
-        self, crops: list[Crop], adv: np.ndarray, embedding: np.ndarray | None = None
+        self,
+        crops: list[Crop],
+        adv: np.ndarray,
+        embedding: np.ndarray | None = None,
+        categories: np.ndarray | None = None,
     ) -> Path:
-        """Commit one batch of labels atomically and return its chunk path."""
+        """Commit one batch of labels atomically and return its chunk path; ``categories``
+        (probabilities [N, K]) is required in a store with category labels, refused in one
+        without."""
         adv = np.asarray(adv, dtype=np.float32)
         if adv.shape != (len(crops), 3):
             raise StoreError(f"labels of shape {adv.shape} for {len(crops)} crops (need [N, 3])")
@@ -243,6 +283,10 @@ class LabelStore:
                     f"{self.root}: embedding values that are not finite in float16 (beyond "
                     "+-65504); not stored"
                 )
+        if problem := category_problem(categories, len(crops), len(self.category_labels)):
+            raise StoreError(f"{self.root}: category probabilities not stored: {problem}")
+        if categories is not None:
+            arrays[CATEGORIES] = np.asarray(categories, dtype=np.float32)
         arrays[CHECKSUM] = np.array(content_checksum(arrays))
         name = f"{time.time_ns():020d}-{os.getpid()}-{uuid.uuid4().hex[:8]}.npz"
         final = self.root / CHUNK_DIR / name
@@ -261,6 +305,7 @@ class LabelStore:
         crops: list[Crop] = []
         advs: list[np.ndarray] = []
         embs: list[np.ndarray | None] = []
+        cats: list[np.ndarray] = []
         seen: set[str] = set()
         for path in self.chunk_paths():
             chunk = self.load_chunk(path)
@@ -270,10 +315,16 @@ class LabelStore:
             crops += parse_crops(path, chunk, fresh)
             advs.append(chunk["adv"][fresh])
             embs.append(chunk["embedding"][fresh] if "embedding" in chunk else None)
+            if CATEGORIES in chunk:  # in every chunk of a store with labels (verified)
+                cats.append(chunk[CATEGORIES][fresh])
         adv = np.concatenate(advs) if advs else np.zeros((0, 3), np.float32)
         has_emb = bool(embs) and all(e is not None for e in embs)
         emb = np.concatenate(embs).astype(np.float32) if has_emb else None
-        return Labels(crops, adv, emb)
+        labels = self.category_labels
+        if not labels:
+            return Labels(crops, adv, emb)
+        probs = np.concatenate(cats) if cats else np.zeros((0, len(labels)), np.float32)
+        return Labels(crops, adv, emb, probs, labels)
 
     def damaged_chunks(self) -> dict[Path, str]:
         """Every chunk that fails verification, with what is wrong (reads the whole store)."""
@@ -303,6 +354,7 @@ class LabelStore:
         from .claims import find_orphans
 
         report = StoreHealth(self.root, self.version, self.teacher_id)
+        report.categories = self.category_labels
         seen: set[str] = set()
         for path in self.chunk_paths():
             report.chunks += 1
@@ -357,12 +409,17 @@ def read_chunk(path: Path) -> dict[str, np.ndarray]:
 
 
 def verify_chunk(
-    path: Path, arrays: dict[str, np.ndarray], version: int, nan_labels: bool = False
+    path: Path,
+    arrays: dict[str, np.ndarray],
+    version: int,
+    nan_labels: bool = False,
+    n_categories: int = 0,
 ) -> dict[str, np.ndarray]:
-    """``arrays`` if they are a well-formed chunk of a store of ``version``, else
-    DamagedChunkError naming the first problem found."""
-    missing = [m for m in REQUIRED if m not in arrays]
-    extra = sorted(set(arrays) - {*REQUIRED, "embedding", CHECKSUM})
+    """``arrays`` if they are a well-formed chunk of a store of ``version`` (whose teacher has
+    ``n_categories`` category labels), else DamagedChunkError naming the first problem found."""
+    required = (*REQUIRED, CATEGORIES) if n_categories else REQUIRED
+    missing = [m for m in required if m not in arrays]
+    extra = sorted(set(arrays) - {*required, "embedding", CHECKSUM})
     if missing or extra:
         members = f"members {sorted(arrays)}: missing {missing}, unknown {extra}"
         raise DamagedChunkError(path, members)
@@ -381,6 +438,8 @@ def verify_chunk(
             raise DamagedChunkError(path, f"embedding is {emb.dtype} {emb.shape}, need [{n}, D]")
         if not np.isfinite(emb).all():
             raise DamagedChunkError(path, "non-finite values in embedding")
+    if n_categories and (problem := category_problem(arrays[CATEGORIES], n, n_categories, True)):
+        raise DamagedChunkError(path, problem)
     if CHECKSUM in arrays:
         stored = arrays[CHECKSUM]
         if stored.dtype.kind != "U" or stored.shape != ():
@@ -390,6 +449,25 @@ def verify_chunk(
     elif version >= 2:
         raise DamagedChunkError(path, f"no {CHECKSUM} member (every version 2 chunk has one)")
     return arrays
+
+
+def category_problem(probs: np.ndarray | None, n: int, k: int, exact_dtype: bool = False) -> str:
+    """What keeps ``probs`` from being [n, k] probabilities (finite, >= 0, rows summing to 1
+    within ``ROW_SUM_TOLERANCE``; float32 when ``exact_dtype``), or "" when nothing does;
+    with ``k`` 0 there must be none."""
+    if probs is None or k == 0:
+        if (probs is None) == (k == 0):
+            return ""
+        return "the store has no category labels" if k == 0 else f"need [{n}, {k}], got none"
+    probs = np.asarray(probs)
+    if probs.shape != (n, k) or (exact_dtype and probs.dtype != np.float32):
+        return f"categories is {probs.dtype} {probs.shape}, need float32 [{n}, {k}]"
+    if not np.isfinite(probs).all() or (probs < 0).any():
+        return "categories holds values that are negative or not finite"
+    worst = float(np.abs(probs.sum(axis=1, dtype=np.float64) - 1.0).max(initial=0.0))
+    if worst > ROW_SUM_TOLERANCE:
+        return f"categories rows do not sum to 1 (off by up to {worst:.3g})"
+    return ""
 
 
 def non_finite(adv: np.ndarray, nan_labels: bool) -> int:

@@ -11,6 +11,10 @@ z-normalising the whole input, it removes each frame's DC (folded into the DFT k
 loudness features of the input (from those per-frame energies) after pooling. Every frame's
 conv input then depends on that frame's samples only, which is what lets a streaming graph
 (``edgeser.export.streaming``) cache per-frame work across hops exactly.
+
+With ``categories`` (label names, e.g. the teacher's anger/happiness/neutral/sadness) a second
+linear head on the same pooled vector gives one logit per label; ``forward`` then returns their
+softmax as a third output (probabilities, rows sum to 1), distilled from the teacher's.
 """
 
 from __future__ import annotations
@@ -42,6 +46,20 @@ class StudentConfig:
     # "utterance": z-normalise the waveform over the whole input (the published Wav2Small);
     # "frame": per-frame DC and gain removal, loudness features after pooling (streamable).
     normalization: Literal["utterance", "frame"] = "utterance"
+    # Names of a categorical head's labels, in logit order; empty: no categorical head.
+    categories: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        """Labels as a tuple (a checkpoint or card may bring a list); ValueError when they
+        are not at least two distinct, non-empty names."""
+        labels = tuple(self.categories)
+        object.__setattr__(self, "categories", labels)
+        if labels and (
+            len(labels) < 2
+            or len(set(labels)) != len(labels)
+            or not all(isinstance(n, str) and n for n in labels)
+        ):
+            raise ValueError(f"categories need two or more distinct names, got {list(labels)}")
 
     @classmethod
     def preset(cls, name: str) -> StudentConfig:
@@ -178,12 +196,30 @@ class Wav2Small(nn.Module):
             self.attn_logits = nn.Conv1d(self.dim, 1, 1)
             self.attn_values = None
             head_in = 2 * self.dim
-        self.head = nn.Linear(head_in + (2 if frame else 0), 3)
+        head_in += 2 if frame else 0
+        self.head = nn.Linear(head_in, 3)
+        k = len(config.categories)
+        self.category_head = nn.Linear(head_in, k) if k else None
 
-    def forward(self, signal: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, signal: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """(adv [B, 3], embedding [B, D]) and, with a categorical head, probabilities [B, K]."""
         features, energy = self.features(signal)
         logits, values = self.attention(self.frame_map(features))
-        return self.readout(logits, values, energy)
+        return self.with_categories(*self.readout(logits, values, energy))
+
+    def with_categories(
+        self, adv: torch.Tensor, embedding: torch.Tensor
+    ) -> tuple[torch.Tensor, ...]:
+        """``(adv, embedding)``, followed by the category probabilities when there is a head."""
+        if self.category_head is None:
+            return adv, embedding
+        return adv, embedding, torch.softmax(self.category_head(embedding), dim=-1)
+
+    def category_log_probs(self, embedding: torch.Tensor) -> torch.Tensor:
+        """Log-probabilities [B, K] of the categorical head (for a stable training loss)."""
+        if self.category_head is None:
+            raise ValueError("this student has no categorical head")
+        return torch.log_softmax(self.category_head(embedding), dim=-1)
 
     def features(self, signal: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """[B, T] waveform -> conv input [B, 1, n_mels, frames], and with frame normalisation
@@ -236,6 +272,11 @@ def build_student(config: StudentConfig, fresh: bool = True) -> nn.Module:
     when ``fresh`` (a state dict about to be loaded brings its own)."""
     if config.variant != "published":
         return Wav2Small(config)
+    if config.categories:
+        raise ValueError(
+            "the wav2small-published architecture has no categorical head (the published "
+            "layout holds A/D/V only); use wav2small or wav2small-stream"
+        )
     from .wav2small_published import PublishedWav2Small
 
     model = PublishedWav2Small(config)

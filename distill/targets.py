@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from .manifest import ManifestRow
-from .metrics import ccc, roc_auc
+from .metrics import ccc, roc_auc, unweighted_average_recall
 
 # (valence, arousal, dominance) in -1..1; Russell & Mehrabian (1977) as tabulated in ALMA (2005).
 VAD_TABLE: dict[str, tuple[float, float, float]] = {
@@ -48,6 +48,7 @@ DIMENSIONS = ("arousal", "dominance", "valence")
 AROUSAL_ONLY = np.array([1.0, 0.0, 0.0], dtype=np.float32)
 ALL_DIMENSIONS = np.ones(3, dtype=np.float32)
 NO_DIMENSIONS = np.zeros(3, dtype=np.float32)
+
 
 def category_adv(emotion: str, intensity: str = "") -> np.ndarray:
     """A/D/V target (0..1) of an emotion category at an acted intensity; ValueError if unknown."""
@@ -121,3 +122,22 @@ def score_against_labels(pred: np.ndarray, rows: list[ManifestRow]) -> dict[str,
         positive = np.array([bool(c) for c in labels], dtype=bool)
         scores[f"auc_{name}"] = roc_auc(pred[keep, d], positive[keep])
     return scores
+
+
+def category_index(row: ManifestRow, labels: tuple[str, ...]) -> int | None:
+    """Index in ``labels`` of a row's emotion (aliases such as "happy" resolved); None when the
+    row has no emotion or one outside ``labels`` (e.g. calm, fear)."""
+    name = row.emotion.strip().lower()
+    name = VAD_ALIASES.get(name, name)
+    return labels.index(name) if name in labels else None
+
+
+def category_uar(probs: np.ndarray, rows: list[ManifestRow], labels: tuple[str, ...]) -> float:
+    """Unweighted average recall of the most probable label against the rows' emotions, over
+    the rows whose emotion is one of ``labels`` (NaN when none is)."""
+    truth = [category_index(r, labels) for r in rows]
+    keep = np.array([t is not None for t in truth], dtype=bool)
+    if not keep.any():
+        return float("nan")
+    known = np.array([t for t in truth if t is not None])
+    return unweighted_average_recall(known, probs[keep].argmax(axis=1))

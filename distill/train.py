@@ -1,4 +1,6 @@
-"""Train stage: fit a Wav2Small student to a store's pseudo-labels with a CCC loss.
+"""Train stage: fit a Wav2Small student to a store's pseudo-labels with a CCC loss (plus, when
+the store holds the teacher's category probabilities, a KL divergence from them that trains the
+student's categorical head).
 
 AdamW with linear warm-up and a cosine decay; batches hold crops of one length (the student
 normalises per utterance, so no padding is needed or wanted); everything is seeded. Every
@@ -17,7 +19,7 @@ import os
 import shutil
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +30,7 @@ from edgeser.errors import EdgeserError
 
 from .config import ConfigError, TrainConfig
 from .data import Crop, CropAudio, split_crops
-from .evaluate import ccc_by_label, predict
+from .evaluate import category_agreement, ccc_by_label, predict
 from .metrics import ccc_loss
 from .store import Labels, LabelStore, StoreError
 from .student import StudentConfig, build_student, count_parameters, save_student
@@ -54,6 +56,7 @@ class TrainReport:
     n_dev: int
     dev_ccc: dict[str, float]
     crops_per_s: float
+    dev_categories: dict[str, float] = field(default_factory=dict)
 
 
 def length_batches(crops: list[Crop], batch_size: int, rng: np.random.Generator) -> list[list[int]]:
@@ -95,7 +98,14 @@ class Distiller:
         self.train, self.dev = labels.subset(train), labels.subset(dev)
         self.audio = CropAudio(cache_mb=cfg.cache_mb)
         torch.manual_seed(cfg.seed)
-        self.model = build_student(StudentConfig.preset(cfg.student)).to(self.device)
+        self.categories = labels.category_labels if cfg.categories else ()
+        student = replace(StudentConfig.preset(cfg.student), categories=self.categories)
+        try:
+            self.model = build_student(student).to(self.device)
+        except ValueError as exc:  # e.g. an architecture without a categorical head
+            raise ConfigError(
+                f"train.student {cfg.student}: {exc} (or set categories = false)"
+            ) from None
         self.optimizer = torch.optim.AdamW(
             self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay
         )
@@ -111,6 +121,7 @@ class Distiller:
         self.step = 0
         self.best = -math.inf
         self.dev_ccc: dict[str, float] = {}
+        self.dev_categories: dict[str, float] = {}  # agreement with the teacher's top class
         self._epoch: tuple[int, list[list[int]]] = (-1, [])
         self._dev_waves: list[np.ndarray] | None = None
 
@@ -126,32 +137,41 @@ class Distiller:
             self._epoch = (epoch, length_batches(self.train.crops, self.cfg.batch_size, rng))
         return self._epoch[1][index]
 
-    def train_step(self, step: int) -> float:
+    def train_step(self, step: int) -> tuple[float, float]:
+        """One optimiser step; (loss, KL divergence of the categories: NaN without a head)."""
         idx = self.batch(step)
         x = torch.from_numpy(np.stack([self.audio(self.train.crops[i]) for i in idx]))
         y = torch.from_numpy(self.train.adv[idx])
-        pred, _ = self.model(x.to(self.device))
+        pred, embedding, *_ = self.model(x.to(self.device))
         y = y.to(self.device)
         known = torch.isfinite(y)  # label-target stores leave unlabelled dimensions NaN
         y = torch.nan_to_num(y)
         loss = ccc_loss(pred, y, known)
         if self.cfg.mse_weight:
             loss = loss + self.cfg.mse_weight * ((pred - y) ** 2)[known].mean()
+        kl = torch.tensor(math.nan)
+        if self.categories:
+            target = torch.from_numpy(self.train.categories[idx]).to(self.device)
+            log_probs = self.model.category_log_probs(embedding)
+            kl = torch.nn.functional.kl_div(log_probs, target, reduction="batchmean")
+            loss = loss + self.cfg.category_weight * kl
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.clip_grad_norm)
         self.optimizer.step()
         self.scheduler.step()
-        return loss.item()
+        return loss.item(), kl.item()
 
-    def evaluate(self) -> dict[str, float]:
-        """CCC per dimension against the teacher on the held-out crops ({} without any)."""
+    def evaluate(self) -> tuple[dict[str, float], dict[str, float]]:
+        """CCC per dimension against the teacher on the held-out crops, and the categorical
+        head's agreement with the teacher there ({} without held-out crops or a head)."""
         if len(self.dev) < 2:
-            return {}
+            return {}, {}
         if self._dev_waves is None:
             self._dev_waves = [self.audio(c) for c in self.dev.crops]
-        pred = predict(self.model, self._dev_waves, self.dev.crops, 64, self.device)
-        return ccc_by_label(pred, self.dev.adv)
+        pred, probs = predict(self.model, self._dev_waves, self.dev.crops, 64, self.device)
+        agreement = {} if probs is None else category_agreement(probs, self.dev.categories)
+        return ccc_by_label(pred, self.dev.adv), agreement
 
     def meta(self) -> dict:
         return {
@@ -160,6 +180,8 @@ class Distiller:
             "dev_fraction": self.cfg.dev_fraction,
             "step": self.step,
             "dev_ccc": self.dev_ccc,
+            "dev_categories": self.dev_categories,
+            "categories": list(self.categories),
             "n_train": len(self.train),
             "n_dev": len(self.dev),
             "train_config": asdict(self.cfg),
@@ -175,6 +197,8 @@ class Distiller:
             "step": self.step,
             "best": self.best,
             "dev_ccc": self.dev_ccc,
+            "dev_categories": self.dev_categories,
+            "categories": list(self.categories),
             "torch_rng": torch.get_rng_state(),
             "teacher_id": self.teacher_id,
             "student": self.cfg.student,
@@ -221,18 +245,20 @@ class Distiller:
         if found is None:
             return False
         path, state = found
-        theirs = (state["teacher_id"], state["student"], state["total"])
-        ours = (self.teacher_id, self.cfg.student, self.total)
+        categories = list(state.get("categories", []))  # resume states before issue 19: none
+        theirs = (state["teacher_id"], state["student"], state["total"], categories)
+        ours = (self.teacher_id, self.cfg.student, self.total, list(self.categories))
         if theirs != ours:
             raise ConfigError(
-                f"{path} is from another run (teacher, student, steps = {theirs}, now {ours}); "
-                "set resume = false or use another output folder"
+                f"{path} is from another run (teacher, student, steps, categories = {theirs}, "
+                f"now {ours}); set resume = false or use another output folder"
             )
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         torch.set_rng_state(state["torch_rng"])
         self.step, self.best, self.dev_ccc = state["step"], state["best"], state["dev_ccc"]
+        self.dev_categories = dict(state.get("dev_categories", {}))
         return True
 
     def maybe_keep_best(self) -> None:
@@ -242,11 +268,23 @@ class Distiller:
             save_student(self.out / "best.pt", self.model, **self.meta())
 
 
-def progress_fields(loss: float, dev_ccc: dict[str, float], crops_s: float) -> dict[str, str]:
-    """The progress bar's figures; ``dev_ccc`` only once a dev evaluation has given one."""
+def progress_fields(
+    loss: float,
+    dev_ccc: dict[str, float],
+    crops_s: float,
+    kl: float = math.nan,
+    dev_categories: dict[str, float] | None = None,
+) -> dict[str, str]:
+    """The progress bar's figures; ``dev_ccc`` only once a dev evaluation has given one, the
+    categories' KL divergence and dev top-class agreement only for a student with the head."""
     fields = {"loss": f"{loss:.3f}"}
+    if math.isfinite(kl):
+        fields["kl"] = f"{kl:.3f}"
     if math.isfinite(dev_ccc.get("mean", math.nan)):
         fields["dev_ccc"] = f"{dev_ccc['mean']:.3f}"
+    agreement = (dev_categories or {}).get("top_class_agreement", math.nan)
+    if math.isfinite(agreement):
+        fields["dev_agree"] = f"{agreement:.3f}"
     fields["crops_s"] = f"{crops_s:.0f}"
     return fields
 
@@ -266,32 +304,36 @@ def run_train(cfg: TrainConfig, progress: bool = True) -> TrainReport:
         (run.out / "best.pt").unlink(missing_ok=True)  # from an earlier run
     if progress:
         n = count_parameters(run.model)
+        head = f"categorical head ({', '.join(run.categories)})" if run.categories else "A/D/V"
         print(
-            f"{cfg.student}: {n} parameters; {len(run.train)} train / {len(run.dev)} held-out "
-            f"crops; {run.total} steps{f', resuming at {run.step}' if resumed else ''}",
+            f"{cfg.student}: {n} parameters, {head}; {len(run.train)} train / {len(run.dev)} "
+            f"held-out crops; {run.total} steps{f', resuming at {run.step}' if resumed else ''}",
             file=sys.stderr,
         )
     run.model.train()
-    seen, busy, loss_avg = 0, 0.0, None
+    seen, busy, loss_avg, kl_avg = 0, 0.0, None, math.nan
     with tqdm(total=run.total, initial=run.step, desc="train", disable=not progress) as bar:
         while run.step < run.total:
             tick = time.perf_counter()
-            loss = run.train_step(run.step)
+            loss, kl = run.train_step(run.step)
             busy += time.perf_counter() - tick
             seen += len(run.batch(run.step))
             run.step += 1
             loss_avg = loss if loss_avg is None else 0.9 * loss_avg + 0.1 * loss
+            kl_avg = kl if not math.isfinite(kl_avg) else 0.9 * kl_avg + 0.1 * kl
             if run.step % cfg.eval_every == 0 or run.step == run.total:
-                run.dev_ccc = run.evaluate()
+                run.dev_ccc, run.dev_categories = run.evaluate()
                 run.maybe_keep_best()
             if run.step % cfg.checkpoint_every == 0 or run.step == run.total:
                 run.save()
             bar.update(1)
-            bar.set_postfix(progress_fields(loss_avg, run.dev_ccc, seen / max(busy, 1e-9)))
+            speed = seen / max(busy, 1e-9)
+            bar.set_postfix(
+                progress_fields(loss_avg, run.dev_ccc, speed, kl_avg, run.dev_categories)
+            )
     final = run.out / "student.pt"
     best = run.out / "best.pt"
     shutil.copyfile(best if best.exists() else run.out / "last.pt", final.with_suffix(".tmp"))
     final.with_suffix(".tmp").replace(final)
-    return TrainReport(
-        str(final), run.step, len(run.train), len(run.dev), run.dev_ccc, seen / max(busy, 1e-9)
-    )
+    return TrainReport(str(final), run.step, len(run.train), len(run.dev), run.dev_ccc,
+                       seen / max(busy, 1e-9), run.dev_categories)  # fmt: skip

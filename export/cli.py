@@ -58,6 +58,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--min-ccc", type=number(), dest="min_ccc", help="refuse int8 below this CCC (default 0.99)"
     )
+    p.add_argument(
+        "--min-category-agreement",
+        type=number(),
+        dest="min_category_agreement",
+        help="refuse int8 whose top category matches fp32 on fewer held-out crops (default 0.98)",
+    )
+    p.add_argument(
+        "--max-category-diff",
+        type=number(),
+        dest="max_category_diff",
+        help="refuse int8 whose category probabilities differ more from fp32's (default 0.03)",
+    )
     p.add_argument("--window", type=number(), dest="window_s", help="recommended window, s")
     p.add_argument("--hop", type=number(), dest="hop_s", help="recommended hop, s")
     p.add_argument("--model-version", dest="model_version", help="version string in metadata")
@@ -109,7 +121,9 @@ def _parity(parity: dict) -> str:
     """One-line summary of a file's parity figures."""
     if "ccc_vs_fp32" in parity:
         scores = " ".join(f"{k[0].upper()} {v:.4f}" for k, v in parity["ccc_vs_fp32"].items())
-        return f"CCC vs fp32: {scores} ({parity['heldout_crops']} held-out crops)"
+        top = parity.get("categories", {}).get("top_class_agreement_vs_fp32")
+        heads = "" if top is None else f", top category agrees {top:.1%}"
+        return f"CCC vs fp32: {scores}{heads} ({parity['heldout_crops']} held-out crops)"
     return (
         f"max |onnx - torch| {parity['max_abs_diff_vs_torch']:.1e} "
         f"({len(parity['lengths_samples'])} lengths x batch "

@@ -30,6 +30,10 @@ class ExportConfig:
     check: bool = False  # full fp32 parity sweep (min length..30 s) and latency per window
     force: bool = False  # write into an existing output folder
     min_ccc: float = 0.99  # refuse an int8 file whose CCC against fp32 is below this
+    # With a categorical head, also refuse an int8 file whose most probable label is fp32's
+    # on fewer than this share of the held-out crops, or whose probabilities stray further.
+    min_category_agreement: float = 0.98
+    max_category_diff: float = 0.03  # largest |int8 - fp32| probability, any crop and label
     max_abs_diff: float = 1e-4  # refuse an fp32 file further than this from torch
     opset: int = 17
     window_s: float = 3.0
@@ -49,6 +53,12 @@ class ExportConfig:
         object.__setattr__(self, "calibration", tuple(Path(p) for p in sources))
         if not 0.0 < self.min_ccc <= 1.0:
             raise ConfigError(f"min_ccc must be in (0, 1], got {self.min_ccc}")
+        if not 0.0 < self.min_category_agreement <= 1.0:
+            raise ConfigError(
+                f"min_category_agreement must be in (0, 1], got {self.min_category_agreement}"
+            )
+        if not 0.0 < self.max_category_diff <= 1.0:
+            raise ConfigError(f"max_category_diff must be in (0, 1], got {self.max_category_diff}")
         if self.max_abs_diff <= 0:
             raise ConfigError(f"max_abs_diff must be positive, got {self.max_abs_diff}")
         if self.opset < 17:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ from onnx_ir.passes.common import (
 
 from edgeser.contract import INPUT_NAME, MIN_SAMPLES, OUTPUT_ADV, OUTPUT_EMBEDDING
 
+from .categories import OUTPUT_CATEGORIES
 from .config import ExportError
 
 STANDARD_DOMAINS = ("", "ai.onnx")
@@ -43,9 +45,15 @@ def load_checkpoint(path: Path) -> tuple[Wav2Small, dict[str, Any]]:
         raise ExportError(str(exc)) from None
 
 
+def output_names(model: Wav2Small) -> list[str]:
+    """The graph outputs of ``model``: adv, embedding and, with a categorical head, categories."""
+    return [OUTPUT_ADV, OUTPUT_EMBEDDING] + ([OUTPUT_CATEGORIES] if model.config.categories else [])
+
+
 def export_onnx(model: Wav2Small, opset: int = 17) -> onnx.ModelProto:
     """Trace the student into an optimised, checked fp32 graph (no metadata yet)."""
     model.eval()
+    outputs = output_names(model)
     example = torch.randn(1, MIN_SAMPLES, generator=torch.Generator().manual_seed(0))
     buffer = io.BytesIO()
     with warnings.catch_warnings(), torch.no_grad():
@@ -56,12 +64,9 @@ def export_onnx(model: Wav2Small, opset: int = 17) -> onnx.ModelProto:
             (example,),
             buffer,
             input_names=[INPUT_NAME],
-            output_names=[OUTPUT_ADV, OUTPUT_EMBEDDING],
-            dynamic_axes={
-                INPUT_NAME: {0: "batch", 1: "samples"},
-                OUTPUT_ADV: {0: "batch"},
-                OUTPUT_EMBEDDING: {0: "batch"},
-            },
+            output_names=outputs,
+            dynamic_axes={INPUT_NAME: {0: "batch", 1: "samples"}}
+            | {name: {0: "batch"} for name in outputs},
             opset_version=opset,
             do_constant_folding=True,
             training=torch.onnx.TrainingMode.EVAL,
@@ -69,7 +74,7 @@ def export_onnx(model: Wav2Small, opset: int = 17) -> onnx.ModelProto:
         )
     graph = clean_graph(onnx.load_from_string(buffer.getvalue()))
     precise_frontend_means(graph)
-    check_graph(graph)
+    check_graph(graph, outputs)
     return graph
 
 
@@ -120,9 +125,12 @@ def precise_frontend_means(model: onnx.ModelProto) -> None:
     model.graph.node.extend(nodes)
 
 
-def check_graph(model: onnx.ModelProto) -> None:
+def check_graph(
+    model: onnx.ModelProto, expected: Sequence[str] = (OUTPUT_ADV, OUTPUT_EMBEDDING)
+) -> None:
     """Raise ExportError unless the graph passes onnx.checker, uses only standard ops, has
-    no BatchNormalization left behind a Conv, and has the contract's dynamic I/O."""
+    no BatchNormalization left behind a Conv, and has the contract's dynamic input and the
+    ``expected`` outputs."""
     try:
         onnx.checker.check_model(model, full_check=True)
     except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
@@ -142,8 +150,8 @@ def check_graph(model: onnx.ModelProto) -> None:
     if inputs != [(INPUT_NAME, ["batch", "samples"])]:
         raise ExportError(f"graph input is {inputs}, not {INPUT_NAME} [batch, samples]")
     outputs = [o.name for o in model.graph.output]
-    if outputs != [OUTPUT_ADV, OUTPUT_EMBEDDING]:
-        raise ExportError(f"graph outputs are {outputs}, not {[OUTPUT_ADV, OUTPUT_EMBEDDING]}")
+    if outputs != list(expected):
+        raise ExportError(f"graph outputs are {outputs}, not {list(expected)}")
 
 
 def _dims(value: onnx.ValueInfoProto) -> list[str | int]:

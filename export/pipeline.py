@@ -24,6 +24,7 @@ from edgeser.errors import ModelError
 from edgeser.incremental import STREAM_SUFFIX
 
 from .card import checkpoint_card, sha256_file, write_card
+from .categories import CategoryParity, category_metadata, category_parity
 from .config import ExportConfig, ExportError
 from .import_published import IMPORT_MAX_DIFF, SCALED_MEASURE, load_source
 from .onnx_export import export_onnx, set_metadata
@@ -112,7 +113,7 @@ def run_export(config: ExportConfig, log: Callable[[str], None] = _silent) -> li
     files = [(fp32, _card(base, f"{config.stem}.onnx", "fp32", settings, fp32_parity))]
     if audio is not None:
         log(f"quantising to int8 on {len(audio.calibration)} crops from {audio.files} files")
-        int8, quantization, int8_parity = _checked_int8(fp32, fp32_session, audio, config)
+        int8, quantization, int8_parity = _checked_int8(fp32, fp32_session, audio, config, model)
         int8_settings = {**settings, "quantization": quantization}
         name = f"{config.stem}.int8.onnx"
         files.append((int8, _card(base, name, "int8", int8_settings, int8_parity)))
@@ -129,11 +130,14 @@ def _checked_int8(
     fp32_session: ort.InferenceSession,
     audio: CalibrationAudio,
     config: ExportConfig,
+    student: nn.Module,
 ) -> tuple[onnx.ModelProto, dict[str, Any], dict[str, Any]]:
     """The int8 graph, its quantisation settings and parity figures; ParityError when its
-    CCC against fp32 on the held-out crops is below ``config.min_ccc``."""
+    CCC against fp32 on the held-out crops is below ``config.min_ccc``, or when a categorical
+    head's probabilities fail ``_check_categories``."""
     int8 = quantize_int8(fp32, audio.calibration)
-    agreement = int8_parity(fp32_session, session(int8), audio.heldout)
+    int8_session = session(int8)
+    agreement = int8_parity(fp32_session, int8_session, audio.heldout)
     if min(agreement.ccc.values()) < config.min_ccc:
         figures = ", ".join(f"{k} {v:.4f}" for k, v in agreement.ccc.items())
         spread = ", ".join(f"{k} {v:.3f}" for k, v in agreement.fp32_std.items())
@@ -157,7 +161,34 @@ def _checked_int8(
         "min_ccc": config.min_ccc,
         "heldout_crops": len(audio.heldout),
     }
+    if student.config.categories:
+        heads = category_parity(fp32_session, int8_session, audio.heldout)
+        _check_categories(heads, len(audio.heldout), config)
+        parity["categories"] = {
+            "top_class_agreement_vs_fp32": heads.top_class_agreement,
+            "max_abs_diff_vs_fp32": heads.max_abs_diff,
+            "min_top_class_agreement": config.min_category_agreement,
+            "max_abs_diff_limit": config.max_category_diff,
+            "measure": "max |int8 - fp32| probability over every held-out crop and label",
+        }
     return int8, quantization, parity
+
+
+def _check_categories(heads: CategoryParity, crops: int, config: ExportConfig) -> None:
+    """ParityError unless the int8 top category agrees with fp32's on at least
+    ``min_category_agreement`` of the held-out crops and no probability strays further than
+    ``max_category_diff``."""
+    if (
+        heads.top_class_agreement < config.min_category_agreement
+        or heads.max_abs_diff > config.max_category_diff
+    ):
+        raise ParityError(
+            f"int8 categories against fp32 on {crops} held-out crops: the top category agrees "
+            f"on {heads.top_class_agreement:.1%} (minimum {config.min_category_agreement:.1%}), "
+            f"probabilities differ by up to {heads.max_abs_diff:.3f} (limit "
+            f"{config.max_category_diff}); set --min-category-agreement / --max-category-diff "
+            "to accept less"
+        )
 
 
 def _card(
@@ -194,7 +225,7 @@ def _stage(
         teacher=card["teacher"],
         card=card,
     )
-    set_metadata(proto, info.to_metadata())
+    set_metadata(proto, {**info.to_metadata(), **category_metadata(student.config.categories)})
     proto.producer_name = "edgeser.export"
     proto.producer_version = edgeser.__version__
     onnx.save(proto, path)

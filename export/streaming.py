@@ -8,7 +8,8 @@ new frames only, and runs the conv stack (in one pass) on two short stretches: t
 first ``2 * margin`` pooled frames (whose outputs feel the left zero padding) and its last
 ``new + 2 * margin`` (the new frames, the right padding, and the context they need). All other
 pooled frames' attention logits and values come from the state. Attention pooling, loudness
-features and the head are recomputed over the window (cheap).
+features and the head(s) are recomputed over the window (cheap); a student with a categorical
+head gives its ``categories`` output after ``embedding``, as the window graph does.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import torch
 from edgeser.distill.student import Wav2Small
 from torch import nn
 
-from edgeser.contract import OUTPUT_ADV, OUTPUT_EMBEDDING, SAMPLE_RATE, ModelInfo
+from edgeser.contract import SAMPLE_RATE, ModelInfo
 from edgeser.incremental import (
     CHUNK_NAME,
     META_CHUNK_MULTIPLE,
@@ -37,8 +38,9 @@ from edgeser.incremental import (
     STREAM_SUFFIX,
 )
 
+from .categories import category_metadata
 from .config import ExportError
-from .onnx_export import set_metadata
+from .onnx_export import output_names, set_metadata
 
 
 class StreamingStep(nn.Module):
@@ -74,7 +76,7 @@ class StreamingStep(nn.Module):
         logits: torch.Tensor,
         values: torch.Tensor,
     ) -> tuple[torch.Tensor, ...]:
-        """One hop: (adv, embedding, new tail, features, energy, logits, values)."""
+        """One hop: (adv, embedding, [categories,] new tail, features, energy, logits, values)."""
         s, m, p = self.student, self.margin, self.pooled
         audio = torch.cat([tail, chunk], dim=1)
         new_features, new_energy = s.features(audio)  # the chunk's frames only
@@ -94,8 +96,8 @@ class StreamingStep(nn.Module):
         values = torch.cat(
             [edge_values[..., :m], values[..., m + new : p - m], edge_values[..., 3 * m :]], dim=-1
         )
-        adv, embedding = s.readout(logits, values, energy)
-        return adv, embedding, audio[:, -self.tail :], features, energy, logits, values
+        readings = s.with_categories(*s.readout(logits, values, energy))
+        return *readings, audio[:, -self.tail :], features, energy, logits, values
 
     def initial_state(self, batch: int = 1) -> tuple[torch.Tensor, ...]:
         """Zero state of the right shapes (a stream preceded by silence); the shapes come from
@@ -126,7 +128,7 @@ def export_streaming(
             (chunk, *step.initial_state()),
             buffer,
             input_names=[CHUNK_NAME, *STATE_NAMES],
-            output_names=[OUTPUT_ADV, OUTPUT_EMBEDDING, *NEW_STATE_NAMES],
+            output_names=[*output_names(student), *NEW_STATE_NAMES],
             dynamic_axes={CHUNK_NAME: {1: "samples"}},
             opset_version=opset,
             do_constant_folding=True,
@@ -139,6 +141,7 @@ def export_streaming(
         graph,
         {
             **info.to_metadata(),
+            **category_metadata(student.config.categories),
             META_WINDOW: str(window),
             META_CHUNK_MULTIPLE: str(step.chunk_multiple),
             META_MAX_CHUNK: str(step.max_chunk),

@@ -1,6 +1,8 @@
 """Teacher ensembles, as the Wav2Small paper distilled from one: the label of a crop is the mean
 of the members' A/D/V, each first mapped by an optional per-teacher affine calibration
 (``scale * adv + offset`` per dimension), so that teachers on different scales can be combined.
+Category probabilities are the mean of those of the members with a categorical head (which
+must all have the same labels in the same order; members without one give A/D/V only).
 
 The ensemble's ``teacher_id`` hashes every member's id and calibration, so a store refuses
 labels of another combination; ``members`` is what the store records.
@@ -19,7 +21,7 @@ from edgeser.errors import ConfigError
 
 from ..config import TeacherCalibration
 from .base import Teacher, TeacherOutput
-from .loading import check_output, load_teacher
+from .loading import TeacherError, category_labels, check_output, load_teacher
 
 
 class EnsembleTeacher:
@@ -43,13 +45,32 @@ class EnsembleTeacher:
         identity = [{k: m[k] for k in ("teacher_id", "scale", "offset")} for m in self.members]
         digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
         self.teacher_id = f"ensemble:{len(self.teachers)}:{digest[:16]}"
+        self.category_labels = shared_labels(self.teachers, specs)
 
     def __call__(self, waveforms: list[np.ndarray]) -> TeacherOutput:
-        readings = [
-            check_output(t(waveforms), len(waveforms), t.teacher_id).adv for t in self.teachers
+        outputs = [
+            check_output(t(waveforms), len(waveforms), t.teacher_id, category_labels(t))
+            for t in self.teachers
         ]
-        calibrated = np.stack(readings) * self.scale[:, None, :] + self.offset[:, None, :]
-        return TeacherOutput(calibrated.mean(axis=0))
+        readings = np.stack([o.adv for o in outputs])
+        calibrated = readings * self.scale[:, None, :] + self.offset[:, None, :]
+        probs = [o.categories for o in outputs if o.categories is not None]
+        categories = np.mean(probs, axis=0, dtype=np.float32) if probs else None
+        return TeacherOutput(calibrated.mean(axis=0), categories=categories)
+
+
+def shared_labels(teachers: Sequence[Teacher], specs: Sequence[str]) -> tuple[str, ...]:
+    """The category labels of the members that have a categorical head (empty if none has);
+    TeacherError when two of them name different labels or order them differently."""
+    heads = [(s, category_labels(t)) for s, t in zip(specs, teachers, strict=True)]
+    heads = [(s, labels) for s, labels in heads if labels]
+    if any(labels != heads[0][1] for _, labels in heads):
+        named = "; ".join(f"{s}: {', '.join(labels)}" for s, labels in heads)
+        raise TeacherError(
+            f"ensemble members disagree on their category labels ({named}); their "
+            "probabilities cannot be averaged: use members with the same labels in one order"
+        )
+    return heads[0][1] if heads else ()
 
 
 def load_teachers(

@@ -11,6 +11,7 @@ import numpy as np
 from edgeser.errors import EdgeserError
 
 from ..data import content_hash
+from ..store import category_problem
 from .base import Teacher, TeacherOutput
 
 # The project's reference teacher, installed with the package (edgeser/distill/weights/).
@@ -95,8 +96,16 @@ def _callable_teacher(spec: str) -> Teacher:
     return CallableTeacher(obj, f"callable:{spec}:{digest}")
 
 
-def check_output(out: TeacherOutput, n: int, teacher_id: str) -> TeacherOutput:
-    """Make sure a teacher returned finite [n, 3] readings (and a matching embedding)."""
+def category_labels(teacher: Teacher) -> tuple[str, ...]:
+    """The labels of a teacher's categorical head (empty without one)."""
+    return tuple(getattr(teacher, "category_labels", ()) or ())
+
+
+def check_output(
+    out: TeacherOutput, n: int, teacher_id: str, labels: tuple[str, ...] = ()
+) -> TeacherOutput:
+    """Make sure a teacher returned finite [n, 3] readings (and a matching embedding), and
+    with ``labels`` [n, len(labels)] category probabilities (rows renormalised to sum to 1)."""
     adv = np.asarray(out.adv, dtype=np.float32)
     if adv.shape != (n, 3):
         raise TeacherError(f"teacher {teacher_id} returned shape {adv.shape} for {n} inputs")
@@ -107,7 +116,21 @@ def check_output(out: TeacherOutput, n: int, teacher_id: str) -> TeacherOutput:
         emb = np.asarray(emb, dtype=np.float32)
         if emb.ndim != 2 or emb.shape[0] != n:
             raise TeacherError(f"teacher {teacher_id}: embedding shape {emb.shape} for {n} inputs")
-    return TeacherOutput(adv, emb)
+    return TeacherOutput(adv, emb, checked_categories(out.categories, n, teacher_id, labels))
+
+
+def checked_categories(
+    probs: np.ndarray | None, n: int, teacher_id: str, labels: tuple[str, ...]
+) -> np.ndarray | None:
+    """A teacher's category probabilities as float32 rows that sum to 1, None without labels;
+    TeacherError when they are missing, misshapen, negative, not finite or not normalised."""
+    if not labels:
+        return None
+    problem = category_problem(probs, n, len(labels))
+    if problem:
+        raise TeacherError(f"teacher {teacher_id} ({', '.join(labels)}): {problem}")
+    probs = np.asarray(probs, dtype=np.float32)
+    return probs / probs.sum(axis=1, keepdims=True)
 
 
 def normalize(x: np.ndarray) -> np.ndarray:
