@@ -14,13 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import onnxruntime as ort
 
-from edgeser.contract import INPUT_NAME
-
-try:  # the runtime's contract names them once it reads the head (issue 19)
-    from edgeser.contract import META_CATEGORIES, OUTPUT_CATEGORIES
-except ImportError:  # pragma: no cover - until then, the same names here
-    OUTPUT_CATEGORIES = "categories"
-    META_CATEGORIES = "edgeser.categories"
+from edgeser.contract import INPUT_NAME, META_CATEGORIES, OUTPUT_CATEGORIES
 
 
 def category_metadata(labels: Sequence[str]) -> dict[str, str]:
