@@ -183,3 +183,28 @@ def test_a_student_without_the_head_exports_as_before(tmp_path: Path) -> None:
         assert OUTPUT_CATEGORIES not in {o.name for o in graph.graph.output}
         assert META_CATEGORIES not in {p.key for p in graph.metadata_props}
     assert [o.name for o in onnx.load(exported.path).graph.output] == ["adv", "embedding"]
+
+
+@pytest.mark.parametrize("backend", ["onnxruntime", "numpy"])
+def test_the_runtime_reads_the_exported_head_incremental_graph_included(
+    exported, backend: str
+) -> None:
+    """Export -> runtime, end to end: both exported models load with their labels, a reading
+    carries a distribution and its top label, and a stream (the incremental graph beside the
+    model) carries them on every reading."""
+    path = exported["categorical.onnx"].path
+    model = edgeser.load(path, backend=backend)
+    assert model.info.categories == LABELS
+    audio, _ = clips(seed=2, n=1, seconds=6.0)
+    reading = model.predict(audio[0], SAMPLE_RATE)
+    assert reading.categories is not None and list(reading.categories) == list(LABELS)
+    assert abs(sum(reading.categories.values()) - 1.0) < 1e-4
+    assert reading.emotion == max(reading.categories, key=reading.categories.get)
+    stream = [
+        r for r in edgeser.Stream(model, edgeser.BlockSource([audio[0]], SAMPLE_RATE), vad=None)
+    ]
+    assert stream and all(r.categories is not None for r in stream)
+    assert (
+        edgeser.load(exported["categorical.int8.onnx"].path, backend=backend).info.categories
+        == LABELS
+    )
