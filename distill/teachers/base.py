@@ -7,7 +7,6 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-
 # The emotion categories every corpus here (and most in the wild) shares, in this order.
 CATEGORY_LABELS: tuple[str, ...] = ("anger", "happiness", "neutral", "sadness")
 
