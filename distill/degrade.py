@@ -157,3 +157,8 @@ def codec(x: np.ndarray, name: str, level: float = 0.5) -> np.ndarray:
 def gain(x: np.ndarray, db: float) -> np.ndarray:
     """``x`` played ``db`` decibels louder (negative: quieter)."""
     return x * 10.0 ** (db / 20.0)
+
+
+def pcm16(x: np.ndarray) -> np.ndarray:
+    """As a 16-bit file or sound card holds it: clipped to [-1, 1], quantised to 1/32767."""
+    return np.round(np.clip(x, -1.0, 1.0) * 32767.0) / 32767.0

@@ -132,6 +132,15 @@ def test_gain(db):
     assert degrade.rms(degrade.gain(x, db)) / degrade.rms(x) == pytest.approx(10 ** (db / 20))
 
 
+def test_pcm16_clips_and_quantises():
+    x = np.array([0.5, 1.5, -2.0, 1e-6])
+    y = degrade.pcm16(x)
+    assert y[1] == 1.0 and y[2] == -1.0 and y[3] == 0.0
+    assert abs(y[0] - 0.5) <= 0.5 / 32767
+    quiet = degrade.pcm16(degrade.gain(voiced(), -30.0))
+    assert np.unique(np.round(quiet * 32767)).size < 400  # a few hundred codes left
+
+
 DEGRADATIONS = {
     "pink": lambda x, rng: degrade.pink_noise(x, 5.0, rng),
     "babble": lambda x, rng: degrade.babble(x, [voiced(0.5, 200.0), voiced(0.3, 90.0)], 5, rng),
