@@ -93,10 +93,13 @@ def aucs(predictor: Predictor, dev: Dev) -> dict[str, dict[str, float]]:
 
 
 def load_dev(corpora: str, names: list[str], max_clips: int) -> Dev:
-    """Rows and decoded audio of each corpus's dev split (the first ``max_clips``, if set)."""
+    """Rows and decoded audio of each corpus's dev split (``max_clips`` evenly spaced through
+    the manifest, if set, so that a small run still meets every class)."""
     dev: Dev = {}
     for corpus in names:
-        rows = corpus_rows(corpora, [corpus], "dev")[: max_clips or None]
+        rows = corpus_rows(corpora, [corpus], "dev")
+        if max_clips and len(rows) > max_clips:
+            rows = [rows[i] for i in np.linspace(0, len(rows) - 1, max_clips).round().astype(int)]
         dev[corpus] = (rows, [read_audio(r.audio) for r in tqdm(rows, f"decode {corpus}")])
     return dev
 
@@ -116,6 +119,10 @@ def run(predictors: dict[str, Predictor], dev: Dev, conditions: list[str]) -> di
 
 def fmt(value: float | None) -> str:
     return "n/a" if value is None or not np.isfinite(value) else f"{value:.3f}"
+
+
+def signed(value: float) -> str:
+    return "n/a" if not np.isfinite(value) else f"{value:+.3f}"
 
 
 def markdown(report: dict[str, Any]) -> str:
@@ -144,7 +151,7 @@ def markdown(report: dict[str, Any]) -> str:
             deltas = ["", ""]
             if clean and condition != "clean":
                 deltas = [
-                    f"{scores['mean'][k] - clean[k]:+.3f}" for k in ("auc_arousal", "auc_valence")
+                    signed(scores["mean"][k] - clean[k]) for k in ("auc_arousal", "auc_valence")
                 ]
             lines.append(f"| {condition} | " + " | ".join(cells + deltas) + " |")
         lines.append("")
