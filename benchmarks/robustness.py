@@ -166,6 +166,12 @@ CONDITIONS_NOTE = (
 )
 
 
+def in_repo(path: str) -> Path:
+    """A model path as given, else relative to the repository (so the defaults work anywhere)."""
+    given = Path(path)
+    return given if given.is_file() or given.is_absolute() else REPO / given
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--corpora", default=str(REPO.parent / "shared" / "corpora"))
@@ -194,16 +200,18 @@ def main(argv: list[str] | None = None) -> int:
     missing = [c for c in names if not (Path(args.corpora) / c / "manifest.csv").is_file()]
     if missing:
         p.error(f"{args.corpora}: no manifest for {', '.join(missing)}")
-    teachers = args.teacher or [str(REPO / "distill" / "weights" / "reference_teacher.pt")]
-    students = args.student or [str(REPO / "edgeser" / "models" / "default.onnx")]
+    teachers = args.teacher or ["distill/weights/reference_teacher.pt"]
+    students = args.student or ["edgeser/models/default.onnx"]
     models = {f"student {Path(s).name}": s for s in students}
     models |= {f"reference teacher {Path(t).name}": t for t in teachers}
     for path in models.values():
-        if not Path(path).is_file():
+        if not in_repo(path).is_file():
             p.error(f"{path}: no such model file")
     torch.set_num_threads(args.threads)
-    predictors = {name: (runtime_model if path.endswith(".onnx") else reference_teacher)(Path(path))
-                  for name, path in models.items()}  # fmt: skip
+    predictors = {}
+    for name, path in models.items():
+        loader = runtime_model if path.endswith(".onnx") else reference_teacher
+        predictors[name] = loader(in_repo(path))
     started = time.time()
     dev = load_dev(args.corpora, names, args.max_clips)
     results = run(predictors, dev, args.condition or list(CONDITIONS))

@@ -65,8 +65,14 @@ def test_the_command_writes_aucs_per_condition_and_model(toy_corpora, tmp_path, 
     assert "python -m benchmarks.robustness --corpora" in text and "| far |" in text
 
 
-def test_missing_corpora_are_a_one_line_usage_error(tmp_path, capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        robustness.main(["--corpora", str(tmp_path), "--corpus", "nemo"])
-    assert exit_info.value.code == 2
-    assert "error: " in capsys.readouterr().err
+def test_missing_corpora_or_models_are_one_line_usage_errors(tmp_path, toy_corpora, capsys):
+    for argv, message in (
+        (["--corpora", str(tmp_path), "--corpus", "nemo"], "no manifest for nemo"),
+        (["--corpora", str(toy_corpora), "--corpus", "baved", "--teacher", "gone.pt"],
+         "gone.pt: no such model file"),
+    ):  # fmt: skip
+        with pytest.raises(SystemExit) as exit_info:
+            robustness.main(argv)
+        assert exit_info.value.code == 2
+        err = capsys.readouterr().err
+        assert "error: " in err and message in err and "Traceback" not in err
