@@ -1,8 +1,10 @@
-"""Crop augmentation: gain, coloured or recorded noise at an SNR, band-limiting, speed, reverb.
+"""Crop augmentation: gain, coloured or recorded noise at an SNR, band-limiting, speed, reverb,
+far field, babble, telephone mu-law and lossy codecs (the signal work is ``degrade``'s).
 
 An ``AugmentSpec`` is drawn once per crop when crops are planned and stored with it; applying
 it with the crop's seed regenerates exactly the same signal, so teacher and student hear the
-same audio and nothing needs to be saved but the description. numpy and soxr only.
+same audio and nothing needs to be saved but the description (babble also needs the same
+``SpeechBank``). numpy, soxr and soundfile only.
 """
 
 from __future__ import annotations
@@ -17,11 +19,8 @@ import soxr
 from edgeser.audio import read_audio
 from edgeser.contract import SAMPLE_RATE
 
-from .config import AugmentConfig
-
-TELEPHONE_BAND_HZ = (300.0, 3400.0)
-TELEPHONE_RATE = 8000
-FILTER_ORDER = 4  # Butterworth magnitude response, applied zero-phase in the FFT domain
+from . import degrade
+from .config import AugmentConfig, ConfigError
 
 
 @dataclass(frozen=True)
@@ -37,6 +36,11 @@ class AugmentSpec:
     noise_path: str = ""  # where that file was found: a location hint, not part of the identity
     lowpass_hz: float = 0.0
     telephone: bool = False
+    mu_law: bool = False  # the telephone channel's 8-bit mu-law companding
+    babble_snr_db: float | None = None
+    babble_talkers: int = 0  # other speakers' clips mixed into the babble
+    codec: str = ""  # a degrade.CODECS name; "" = none
+    codec_level: float = 0.0  # its compression level, 0..1
     gain_db: float = 0.0
 
     def to_dict(self) -> dict:
@@ -72,10 +76,31 @@ class NoiseBank:
         return self._decoded[digest]
 
 
+class SpeechBank:
+    """Speech clips with their speakers, from which babble of other talkers is drawn."""
+
+    def __init__(self, clips: list[np.ndarray], speakers: list[str]):
+        if len(clips) != len(speakers):
+            raise ValueError("SpeechBank: one speaker per clip")
+        self.clips, self.speakers = clips, speakers
+
+    def talkers(self, n: int, rng: np.random.Generator, speaker: str = "") -> list[np.ndarray]:
+        """``n`` clips drawn at random (with replacement) from speakers other than ``speaker``."""
+        others = [i for i, s in enumerate(self.speakers) if s != speaker]
+        if not others:
+            raise ConfigError(f"babble: the speech bank has no speaker other than {speaker!r}")
+        return [self.clips[others[int(rng.integers(len(others)))]] for _ in range(n)]
+
+
 def sample_augment(
-    rng: np.random.Generator, cfg: AugmentConfig, noise: NoiseBank | None = None
+    rng: np.random.Generator,
+    cfg: AugmentConfig,
+    noise: NoiseBank | None = None,
+    speech: SpeechBank | None = None,
 ) -> AugmentSpec:
-    """Draw one crop's effects from the configured probabilities and ranges."""
+    """Draw one crop's effects from the configured probabilities and ranges. The effects added
+    after the first recipe (far field, babble, mu-law, codec) draw nothing while their
+    probability is 0, so older configs draw exactly the same specs."""
     if not cfg.enabled:
         return AugmentSpec()
 
@@ -94,11 +119,26 @@ def sample_augment(
             spec.update(noise_file=digest, noise_path=str(noise.files[digest]))
         else:
             spec["noise_color"] = round(float(rng.uniform(*cfg.noise_color_range)), 3)
+    if cfg.p_far and rng.random() < cfg.p_far:  # reverberant and noisy together
+        spec.update(rt60_s=round(float(rng.uniform(*cfg.rt60_s_range)), 3),
+                    drr_db=round(float(rng.uniform(*cfg.far_drr_db_range)), 3),
+                    snr_db=round(float(rng.uniform(*cfg.snr_db_range)), 3),
+                    noise_color=degrade.PINK, noise_file="", noise_path="")  # fmt: skip
+    if cfg.p_babble and (snr := draw(cfg.p_babble, cfg.babble_snr_db_range)) is not None:
+        if speech is None:
+            raise ConfigError("p_babble > 0 needs a SpeechBank of other speakers' clips")
+        low, high = cfg.babble_talkers_range
+        spec.update(babble_snr_db=snr, babble_talkers=int(rng.integers(low, high + 1)))
     if rng.random() < cfg.p_band:
         if rng.random() < cfg.p_telephone:
             spec["telephone"] = True
+            if cfg.p_mu_law and rng.random() < cfg.p_mu_law:
+                spec["mu_law"] = True
         else:
             spec["lowpass_hz"] = round(float(rng.uniform(*cfg.lowpass_hz_range)), 1)
+    if cfg.p_codec and rng.random() < cfg.p_codec:
+        spec["codec"] = cfg.codecs[int(rng.integers(len(cfg.codecs)))]
+        spec["codec_level"] = round(float(rng.uniform(*cfg.codec_level_range)), 3)
     if (gain := draw(cfg.p_gain, cfg.gain_db_range)) is not None:
         spec["gain_db"] = gain
     return AugmentSpec(**spec)
@@ -110,83 +150,44 @@ def source_span(length: int, spec: AugmentSpec) -> int:
 
 
 def apply_augment(
-    segment: np.ndarray, length: int, spec: AugmentSpec, seed: int, noise: NoiseBank | None = None
+    segment: np.ndarray,
+    length: int,
+    spec: AugmentSpec,
+    seed: int,
+    noise: NoiseBank | None = None,
+    speech: SpeechBank | None = None,
+    speaker: str = "",
 ) -> np.ndarray:
-    """Turn ``source_span`` samples of source audio into the ``length``-sample augmented crop."""
+    """Turn ``source_span`` samples of source audio into the ``length``-sample augmented crop
+    (babble from ``speech``, of speakers other than ``speaker``)."""
     rng = np.random.default_rng(seed)
     x = segment.astype(np.float64)
     if spec.speed != 1.0:  # played faster or slower: tempo and pitch change together
         x = soxr.resample(x, SAMPLE_RATE * spec.speed, SAMPLE_RATE, quality="HQ")
-    x = _fit_length(x, length)
+    x = degrade.fit_length(x, length)
     if spec.rt60_s > 0:
-        x = _reverberate(x, spec.rt60_s, spec.drr_db, rng)
+        x = degrade.reverberate(x, spec.rt60_s, spec.drr_db, rng)
     if spec.snr_db is not None:
-        x = x + _noise_at_snr(x, spec, rng, noise)
+        x = x + degrade.scaled_to_snr(x, _noise(len(x), spec, rng, noise), spec.snr_db)
+    if spec.babble_snr_db is not None:
+        if speech is None:
+            raise ConfigError("a babble augmentation needs the SpeechBank it was drawn for")
+        talkers = speech.talkers(spec.babble_talkers, rng, speaker)
+        x = degrade.babble(x, talkers, spec.babble_snr_db, rng)
     if spec.telephone:
-        x = _telephone(x)
+        x = degrade.telephone(x, companding=spec.mu_law)
     elif spec.lowpass_hz > 0:
-        x = _band_limit(x, 0.0, spec.lowpass_hz)
+        x = degrade.band_limit(x, 0.0, spec.lowpass_hz)
+    if spec.codec:
+        x = degrade.codec(x, spec.codec, spec.codec_level)
     if spec.gain_db:
-        x = x * 10.0 ** (spec.gain_db / 20.0)
+        x = degrade.gain(x, spec.gain_db)
     return x.astype(np.float32)
 
 
-def _fit_length(x: np.ndarray, length: int) -> np.ndarray:
-    """Trim or zero-pad to exactly ``length`` samples."""
-    if len(x) >= length:
-        return x[:length]
-    return np.pad(x, (0, length - len(x)))
-
-
-def _rms(x: np.ndarray) -> float:
-    return float(np.sqrt(np.mean(x * x))) if len(x) else 0.0
-
-
-def _reverberate(x: np.ndarray, rt60: float, drr_db: float, rng: np.random.Generator) -> np.ndarray:
-    """Convolve with a synthetic room: a direct path plus an exponentially decaying noise tail
-    (60 dB down after ``rt60`` seconds) at the given direct-to-reverberant ratio; RMS kept."""
-    n = int(rt60 * SAMPLE_RATE)
-    t = np.arange(n) / SAMPLE_RATE
-    tail = rng.standard_normal(n) * np.exp(-6.908 * t / rt60)
-    tail[0] = 0.0
-    tail *= np.sqrt(1.0 / (np.sum(tail * tail) * 10.0 ** (drr_db / 10.0) + 1e-12))
-    tail[0] = 1.0
-    size = len(x) + n - 1
-    nfft = 1 << (size - 1).bit_length()
-    y = np.fft.irfft(np.fft.rfft(x, nfft) * np.fft.rfft(tail, nfft), nfft)[: len(x)]
-    return y * (_rms(x) / (_rms(y) + 1e-12))
-
-
-def _noise_at_snr(
-    x: np.ndarray, spec: AugmentSpec, rng: np.random.Generator, noise: NoiseBank | None
-) -> np.ndarray:
-    """Recorded noise (random offset, looped) or 1/f^color noise, scaled to ``spec.snr_db``."""
+def _noise(n: int, spec: AugmentSpec, rng: np.random.Generator, bank: NoiseBank | None):
+    """Recorded noise (random offset, looped) or 1/f^color noise, ``n`` samples."""
     if spec.noise_file:
-        source = (noise or NoiseBank()).load(spec.noise_file, spec.noise_path).astype(np.float64)
-        start = int(rng.integers(len(source)))
-        reps = -(-(start + len(x)) // len(source))
-        n = np.tile(source, reps)[start : start + len(x)]
-    else:
-        white = np.fft.rfft(rng.standard_normal(len(x)))
-        freqs = np.fft.rfftfreq(len(x), 1.0 / SAMPLE_RATE)
-        shape = np.zeros_like(freqs)
-        shape[1:] = freqs[1:] ** (-spec.noise_color / 2.0)
-        n = np.fft.irfft(white * shape, len(x))
-    return n * (_rms(x) / (_rms(n) + 1e-12) / 10.0 ** (spec.snr_db / 20.0))
-
-
-def _telephone(x: np.ndarray) -> np.ndarray:
-    """A narrow-band channel: 300-3400 Hz, and through 8 kHz sampling (nothing above 4 kHz)."""
-    narrow = soxr.resample(_band_limit(x, *TELEPHONE_BAND_HZ), SAMPLE_RATE, TELEPHONE_RATE)
-    return _fit_length(soxr.resample(narrow, TELEPHONE_RATE, SAMPLE_RATE), len(x))
-
-
-def _band_limit(x: np.ndarray, low_hz: float, high_hz: float) -> np.ndarray:
-    """Zero-phase Butterworth band-pass (``low_hz`` 0 = low-pass) in the FFT domain."""
-    spectrum = np.fft.rfft(x)
-    freqs = np.fft.rfftfreq(len(x), 1.0 / SAMPLE_RATE)
-    gain = 1.0 / np.sqrt(1.0 + (freqs / high_hz) ** (2 * FILTER_ORDER))
-    if low_hz > 0:
-        with np.errstate(divide="ignore"):
-            gain /= np.sqrt(1.0 + (low_hz / freqs) ** (2 * FILTER_ORDER))
-    return np.fft.irfft(spectrum * gain, len(x))
+        source = (bank or NoiseBank()).load(spec.noise_file, spec.noise_path).astype(np.float64)
+        return degrade.looped(source, int(rng.integers(len(source))), n)
+    return degrade.colored_noise(n, spec.noise_color, rng)

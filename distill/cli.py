@@ -48,7 +48,8 @@ def add_config_flags(parser: argparse.ArgumentParser, cls: type, section: str, p
                                 help=help_text + "; repeat the flag for several")  # fmt: skip
         elif typing.get_origin(hint) is list:
             (item,) = typing.get_args(hint)
-            nargs, metavar = (2, ("LOW", "HIGH")) if item is float else ("+", f.name.upper())
+            pair = item is float or f.name.endswith("_range")  # [low, high]
+            nargs, metavar = (2, ("LOW", "HIGH")) if pair else ("+", f.name.upper())
             parser.add_argument(flag, dest=dest, type=FLAG_TYPES.get(item, item), nargs=nargs,
                                 metavar=metavar, default=argparse.SUPPRESS,
                                 help=help_text)  # fmt: skip

@@ -18,6 +18,8 @@ from typing import Any
 from edgeser.config import read_toml
 from edgeser.errors import ConfigError
 
+from .degrade import CODECS
+
 
 def option(default: Any, sentence: str, unit: str = "") -> Any:
     """A config field with its help sentence and unit (read by the CLI's ``--help``); a list
@@ -54,6 +56,35 @@ class AugmentConfig:
     p_reverb: float = option(0.3, "probability of synthetic reverberation", "0..1")
     rt60_s_range: list[float] = option([0.2, 0.8], "reverberation time RT60 drawn from", "s")
     drr_db_range: list[float] = option([0.0, 15.0], "direct-to-reverberant ratio drawn from", "dB")
+    p_far: float = option(
+        0.0, "probability of a far talker: reverberation (rt60_s_range) plus pink noise "
+        "(snr_db_range) at a low direct-to-reverberant ratio", "0..1")  # fmt: skip
+    far_drr_db_range: list[float] = option(
+        [-6.0, 0.0], "direct-to-reverberant ratio of a far talker drawn from", "dB"
+    )
+    p_babble: float = option(
+        0.0, "probability of babble: other speakers' speech mixed in (the reference teacher's "
+        "recipe only, which has those clips at hand)", "0..1")  # fmt: skip
+    babble_snr_db_range: list[float] = option([0.0, 15.0], "babble SNR drawn from", "dB")
+    babble_talkers_range: list[int] = option([3, 8], "other speakers' clips in the babble")
+    p_mu_law: float = option(0.0, "share of telephone-band crops with 8-bit mu-law", "0..1")
+    p_codec: float = option(0.0, "probability of a lossy codec round trip", "0..1")
+    codecs: list[str] = option(["opus", "vorbis", "mp3"], "codecs drawn from (edgeser.distill."
+                               "degrade.CODECS)")  # fmt: skip
+    codec_level_range: list[float] = option(
+        [0.3, 1.0], "codec compression level drawn from (0 best quality, 1 smallest)"
+    )
+
+    def validate(self, where: str) -> None:
+        """Probabilities in [0, 1], every ``*_range`` a [low, high] pair, known codecs."""
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.name.startswith("p_") and not 0.0 <= value <= 1.0:
+                raise ConfigError(f"{where}.{f.name} must be in [0, 1], got {value}")
+            if f.name.endswith("_range") and (len(value) != 2 or value[0] > value[1]):
+                raise ConfigError(f"{where}.{f.name} must be [low, high], got {value}")
+        if not self.codecs or set(self.codecs) - set(CODECS):
+            raise ConfigError(f"{where}.codecs: {self.codecs} (known: {', '.join(CODECS)})")
 
 
 @dataclass
@@ -132,15 +163,12 @@ class LabelConfig:
             raise ConfigError("label: need 0 < min_crop_s <= max_crop_s")
         if self.clean_crops < 0:
             raise ConfigError("label.clean_crops must be >= 0")
-        for f in dataclasses.fields(self.augment):
-            p = getattr(self.augment, f.name)
-            if f.name.startswith("p_") and not 0.0 <= p <= 1.0:
-                raise ConfigError(f"label.augment.{f.name} must be in [0, 1], got {p}")
-        for name in ("gain_db_range", "snr_db_range", "noise_color_range", "lowpass_hz_range",
-                     "speed_range", "rt60_s_range", "drr_db_range"):  # fmt: skip
-            pair = getattr(self.augment, name)
-            if len(pair) != 2 or pair[0] > pair[1]:
-                raise ConfigError(f"label.augment.{name} must be [low, high], got {pair}")
+        self.augment.validate("label.augment")
+        if self.augment.p_babble:
+            raise ConfigError(
+                "label.augment.p_babble: babble is drawn only in the reference teacher's recipe "
+                "so far (it needs other speakers' clips)"
+            )
 
 
 @dataclass

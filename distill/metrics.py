@@ -1,4 +1,5 @@
-"""Agreement and ranking metrics: CCC (loss and score), ROC AUC and unweighted average recall."""
+"""Agreement, ranking and class metrics: CCC (loss and score), ROC AUC, masked cross-entropy and
+unweighted average recall, with optional masks."""
 
 from __future__ import annotations
 
@@ -60,11 +61,21 @@ def roc_auc(scores: np.ndarray, positive: np.ndarray) -> float:
     return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
-def unweighted_average_recall(truth: np.ndarray, predicted: np.ndarray) -> float:
-    """Mean over the classes present in ``truth`` of the share of their items predicted as
-    such (class indices; chance is 1 / classes); NaN without items."""
-    truth, predicted = np.asarray(truth), np.asarray(predicted)
-    classes = np.unique(truth)
-    if not len(classes):
-        return float("nan")
-    return float(np.mean([(predicted[truth == c] == c).mean() for c in classes]))
+def masked_cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy of logits [N, K] over the rows whose class index ``target`` [N] is
+    >= 0 (-1 = unlabelled: such rows change neither the loss nor its gradient); 0 if none."""
+    labelled = target >= 0
+    if not bool(labelled.any()):
+        return logits.sum() * 0.0
+    return torch.nn.functional.cross_entropy(logits[labelled], target[labelled])
+
+
+def unweighted_average_recall(pred: np.ndarray, true: np.ndarray, classes: int) -> float:
+    """Mean over the classes present in ``true`` of the share of their rows predicted as
+    themselves (UAR; chance = 1 / classes present); rows with ``true`` < 0 are left out."""
+    pred, true = np.asarray(pred), np.asarray(true)
+    keep = true >= 0
+    recalls = [
+        float(np.mean(pred[keep & (true == k)] == k)) for k in range(classes) if (true == k).any()
+    ]
+    return float(np.mean(recalls)) if recalls else float("nan")

@@ -4,10 +4,14 @@
 
 Masked CCC loss on label targets (``targets``), corpus- then speaker-balanced sampling,
 waveform augmentation (``augment``) plus spectral tilt and SpecAugment (``reference_augment``),
-AdamW with warm-up and cosine decay. Every ``eval_every`` steps it scores the dev split (mean
-over corpora of the CCC over labelled dimensions; arousal and valence AUCs logged) and saves a
-resumable checkpoint; the best model so far is written (fp16) to ``weights``. Re-running the
-same command resumes where a killed run stopped.
+AdamW with warm-up and cosine decay. Levers of the second recipe, each off by default so that the
+first recipe's configs train exactly as before: class-balanced sampling (``sampling``), far-field,
+babble, mu-law and codec augmentation (``[augment]``), prosody inputs and a categorical head
+(``[model]``) trained jointly with a per-clip masked cross-entropy. Every ``eval_every`` steps
+it scores the dev split (mean over corpora of the CCC over labelled dimensions; arousal and
+valence AUCs, and the categorical head's UAR, logged) and saves a resumable checkpoint; the
+best model so far is written (fp16) to ``weights``. Re-running the same command resumes where a
+killed run stopped.
 """
 
 from __future__ import annotations
@@ -28,13 +32,13 @@ from tqdm import tqdm
 
 from edgeser.audio import read_audio
 
-from .augment import apply_augment, sample_augment, source_span
+from .augment import SpeechBank, apply_augment, sample_augment, source_span
 from .config import AugmentConfig, ConfigError, from_dict, read_toml
 from .manifest import MANIFEST_COLUMNS, ManifestRow, read_manifest
-from .metrics import ccc_loss
+from .metrics import ccc_loss, masked_cross_entropy, unweighted_average_recall
 from .reference_augment import SpectralAugmentConfig, mask_spectrogram, tilt_spectrum
 from .student import SAMPLE_RATE
-from .targets import row_target, score_against_labels
+from .targets import CALM_CHOICES, VAD_TABLE, category_index, row_target, score_against_labels
 from .teachers.reference import (
     ReferenceConfig,
     ReferenceModel,
@@ -58,8 +62,14 @@ class ReferenceTrainConfig:
     lr: float = 3e-4
     weight_decay: float = 0.05
     warmup_steps: int = 40
+    lr_floor: float = 0.05  # the cosine decays to this fraction of lr
     grad_clip: float = 5.0
     mse_weight: float = 1.0  # adds the masked mean squared error to the CCC loss (stabilises it)
+    # Sampling levels, drawn uniformly one after the other, then a clip: "corpus", "class" (the
+    # manifest's emotion or arousal level) and "speaker", in any order.
+    sampling: list[str] = field(default_factory=lambda: ["corpus", "speaker"])
+    category_weight: float = 1.0  # weight of the categorical head's loss (model.category_labels)
+    calm: str = "neutral"  # what calm clips are to the categorical head: "neutral" or "masked"
     eval_every: int = 100
     seed: int = 0
     num_threads: int = 1
@@ -74,6 +84,16 @@ class ReferenceTrainConfig:
                 raise ConfigError(f"{name} must be > 0, got {getattr(self, name)}")
         if not self.corpus_names:
             raise ConfigError("corpus_names is empty")
+        levels = self.sampling
+        if not levels or len(set(levels)) < len(levels) or not set(levels) <= set(SAMPLING_KEYS):
+            raise ConfigError(f"sampling {self.sampling}: distinct levels of {list(SAMPLING_KEYS)}")
+        if self.calm not in CALM_CHOICES:
+            raise ConfigError(f"calm must be one of {', '.join(CALM_CHOICES)}, got {self.calm!r}")
+        labels = self.model.category_labels
+        if len(set(labels)) < len(labels) or set(labels) - set(VAD_TABLE) or len(labels) == 1:
+            known = ", ".join(sorted(VAD_TABLE))
+            raise ConfigError(f"model.category_labels {labels}: 2 or more distinct of {known}")
+        self.augment.validate("augment")
         return self
 
 
@@ -84,12 +104,14 @@ def load_config(path: str | Path) -> ReferenceTrainConfig:
 
 @dataclass
 class Clip:
-    """A decoded labelled clip held in memory for training or evaluation."""
+    """A decoded labelled clip held in memory for training or evaluation; ``category`` indexes
+    ``model.category_labels`` (-1: none, or the model has no categorical head)."""
 
     row: ManifestRow
     audio: np.ndarray
     target: np.ndarray
     mask: np.ndarray
+    category: int = -1
 
 
 def corpus_rows(corpora: str | Path, names: list[str], split: str) -> list[ManifestRow]:
@@ -135,75 +157,112 @@ def load_clips(cfg: ReferenceTrainConfig, split: str) -> list[Clip]:
     clips = []
     for r in tqdm(rows, desc=f"decode {split}", unit="clip", mininterval=5):
         target, mask = row_target(r)
-        clips.append(Clip(r, read_audio(r.audio), target, mask))
+        category = category_index(r, cfg.model.category_labels, cfg.calm)
+        clips.append(Clip(r, read_audio(r.audio), target, mask, category))
     return clips
 
 
-class BalancedSampler:
-    """Draws clip indices: a corpus uniformly, then one of its speakers, then one clip, so that
-    neither big corpora nor talkative speakers dominate."""
+SAMPLING_KEYS = {
+    "corpus": lambda row: row.corpus,
+    "class": lambda row: row.emotion or row.arousal_level,
+    "speaker": lambda row: row.speaker,
+}
 
-    def __init__(self, clips: list[Clip]):
-        groups: dict[str, dict[str, list[int]]] = defaultdict(lambda: defaultdict(list))
-        for i, c in enumerate(clips):
-            groups[c.row.corpus][c.row.speaker].append(i)
-        self.groups = [list(speakers.values()) for _, speakers in sorted(groups.items())]
+
+class BalancedSampler:
+    """Draws clip indices level by level (by default a corpus uniformly, then one of its
+    speakers), then one clip, so that neither big corpora, nor talkative speakers, nor (with
+    "class") frequent classes dominate. The first level's groups are in name order, the others
+    in manifest order."""
+
+    def __init__(self, clips: list[Clip], levels: list[str] | None = None):
+        self.levels = list(levels or ["corpus", "speaker"])
+        self.tree = _nest([(c.row, i) for i, c in enumerate(clips)], self.levels, top=True)
 
     def draw(self, rng: np.random.Generator, n: int) -> list[int]:
         picks = []
         for _ in range(n):
-            speakers = self.groups[int(rng.integers(len(self.groups)))]
-            clips = speakers[int(rng.integers(len(speakers)))]
-            picks.append(clips[int(rng.integers(len(clips)))])
+            node = self.tree
+            for _level in self.levels:
+                node = node[int(rng.integers(len(node)))]
+            picks.append(node[int(rng.integers(len(node)))])
         return picks
 
 
+def _nest(items: list[tuple[ManifestRow, int]], levels: list[str], top: bool = False) -> list:
+    """Clip indices grouped by each level's key in turn, as nested lists."""
+    if not levels:
+        return [i for _, i in items]
+    groups: dict[str, list[tuple[ManifestRow, int]]] = defaultdict(list)
+    for row, i in items:
+        groups[SAMPLING_KEYS[levels[0]](row)].append((row, i))
+    keys = sorted(groups) if top else list(groups)
+    return [_nest(groups[k], levels[1:]) for k in keys]
+
+
 def make_batch(
-    clips: list[Clip], picks: list[int], cfg: ReferenceTrainConfig, rng: np.random.Generator
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Augmented random crops (zero-padded to the longest) with lengths, targets and masks."""
+    clips: list[Clip],
+    picks: list[int],
+    cfg: ReferenceTrainConfig,
+    rng: np.random.Generator,
+    speech: SpeechBank | None = None,
+) -> tuple[torch.Tensor, ...]:
+    """Augmented random crops (zero-padded to the longest; babble from ``speech``) with lengths,
+    targets, masks and category indices (-1: none)."""
     crop = int(cfg.crop_s * SAMPLE_RATE)
     waves = []
     for i in picks:
         audio = clips[i].audio
         length = min(crop, len(audio))
-        spec = sample_augment(rng, cfg.augment)
+        spec = sample_augment(rng, cfg.augment, speech=speech)
         span = min(source_span(length, spec), len(audio))
         start = int(rng.integers(len(audio) - span + 1))
         seed = int(rng.integers(2**31))
-        waves.append(apply_augment(audio[start : start + span], length, spec, seed))
+        segment = audio[start : start + span]
+        waves.append(apply_augment(segment, length, spec, seed, speech=speech,
+                                   speaker=clips[i].row.speaker))  # fmt: skip
     lengths = torch.tensor([len(w) for w in waves])
     batch = torch.zeros(len(waves), int(lengths.max()))
     for row, w in enumerate(waves):
         batch[row, : len(w)] = torch.from_numpy(w)
     target = torch.from_numpy(np.stack([clips[i].target for i in picks]))
     mask = torch.from_numpy(np.stack([clips[i].mask for i in picks]))
-    return batch, lengths, target, mask
+    category = torch.tensor([clips[i].category for i in picks], dtype=torch.long)
+    return batch, lengths, target, mask, category
 
 
 def evaluate(model: ReferenceModel, clips: list[Clip]) -> dict[str, Any]:
     """Label scores per corpus of full-length dev clips, and ``score``: the mean over corpora
     of each corpus's mean CCC over its labelled dimensions (the model-selection criterion)."""
     was_training = model.training
-    pred = ReferenceTeacher(model, "dev")([c.audio for c in clips]).adv
+    out = ReferenceTeacher(model, "dev")([c.audio for c in clips])
     model.train(was_training)
     by_corpus: dict[str, list[int]] = defaultdict(list)
     for i, c in enumerate(clips):
         by_corpus[c.row.corpus].append(i)
     result: dict[str, Any] = {
-        corpus: score_against_labels(pred[idx], [clips[i].row for i in idx])
+        corpus: score_against_labels(out.adv[idx], [clips[i].row for i in idx])
         for corpus, idx in sorted(by_corpus.items())
     }
+    if out.categories is not None:  # four-class UAR where a corpus has categories
+        for corpus, idx in by_corpus.items():
+            true = np.array([clips[i].category for i in idx])
+            if (true >= 0).any():
+                pred = out.categories[idx].argmax(1)
+                result[corpus]["uar_categories"] = unweighted_average_recall(
+                    pred, true, out.categories.shape[1]
+                )
     result["score"] = float(np.mean([result[c]["ccc_mean"] for c in by_corpus]))
     return result
 
 
 def learning_rate(cfg: ReferenceTrainConfig, step: int) -> float:
-    """Linear warm-up, then cosine decay to 5% of ``lr``."""
+    """Linear warm-up, then cosine decay to ``lr_floor`` of ``lr``."""
     if step < cfg.warmup_steps:
         return cfg.lr * (step + 1) / cfg.warmup_steps
     progress = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
-    return cfg.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
+    cosine = 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+    return cfg.lr * (cfg.lr_floor + (1 - cfg.lr_floor) * cosine)
 
 
 def train_step(
@@ -212,14 +271,20 @@ def train_step(
     cfg: ReferenceTrainConfig,
     gen: torch.Generator,
 ) -> torch.Tensor:
-    """Forward with spectral augmentation; returns the masked CCC (+ MSE) loss."""
-    signal, lengths, target, mask = batch
+    """Forward with spectral augmentation; returns the masked CCC (+ MSE) loss, plus the
+    categorical head's masked cross-entropy where the model has one."""
+    signal, lengths, target, mask, category = batch
     power, frames = model.power(signal, lengths)
-    log_mel = model.log_mel(tilt_spectrum(power, cfg.spectral, gen))
-    adv, _ = model.encode(mask_spectrogram(log_mel, frames, cfg.spectral, gen), frames)
+    power = tilt_spectrum(power, cfg.spectral, gen)
+    prosody = model.prosody_features(power) if model.config.prosody else None
+    log_mel = mask_spectrogram(model.log_mel(power), frames, cfg.spectral, gen)
+    adv, embedding = model.encode(log_mel, frames, prosody)
     loss = ccc_loss(adv, target, mask)
     if cfg.mse_weight:
         loss = loss + cfg.mse_weight * (mask * (adv - target) ** 2).sum() / mask.sum().clamp(min=1)
+    if model.config.category_labels:
+        logits = model.category_logits(embedding)
+        loss = loss + cfg.category_weight * masked_cross_entropy(logits, category)
     return loss
 
 
@@ -242,7 +307,7 @@ def train(cfg: ReferenceTrainConfig) -> dict[str, Any]:
     last = out / "last.pt"
     if last.is_file():
         ckpt = torch.load(last, map_location="cpu", weights_only=False)
-        if ckpt["config"] != config_dict:
+        if not same_config(ckpt["config"], config_dict, asdict(ReferenceTrainConfig())):
             raise ConfigError(f"{last} was made with another config; use it or a new out_dir")
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
@@ -253,7 +318,8 @@ def train(cfg: ReferenceTrainConfig) -> dict[str, Any]:
     t0 = time.time()
     train_clips, dev_clips = load_clips(cfg, "train"), load_clips(cfg, "dev")
     print(f"{len(train_clips)} train clips, {len(dev_clips)} dev clips ({time.time() - t0:.0f} s)")
-    sampler = BalancedSampler(train_clips)
+    sampler = BalancedSampler(train_clips, cfg.sampling)
+    speech = SpeechBank([c.audio for c in train_clips], [c.row.speaker for c in train_clips])
     model.train()
     bar = tqdm(range(state["step"], cfg.steps), initial=state["step"], total=cfg.steps,
                desc="train", unit="step", mininterval=10)  # fmt: skip
@@ -262,7 +328,7 @@ def train(cfg: ReferenceTrainConfig) -> dict[str, Any]:
         rng = np.random.default_rng([cfg.seed, step])
         gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
         torch.manual_seed(cfg.seed + step)  # dropout
-        batch = make_batch(train_clips, sampler.draw(rng, cfg.batch_size), cfg, rng)
+        batch = make_batch(train_clips, sampler.draw(rng, cfg.batch_size), cfg, rng, speech)
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(cfg, step)
         loss = train_step(model, batch, cfg, gen)
@@ -288,6 +354,21 @@ def train(cfg: ReferenceTrainConfig) -> dict[str, Any]:
                "parameters": count_parameters(model), "weights": cfg.weights}  # fmt: skip
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
+
+
+def same_config(saved: dict[str, Any], now: dict[str, Any], default: dict[str, Any]) -> bool:
+    """Whether a checkpoint's config is ``now``'s, a key it lacks (added to the recipe after
+    it was written) counting as equal when ``now`` holds that key's default."""
+    for key, value in now.items():
+        if key not in saved:
+            if value != default.get(key):
+                return False
+        elif isinstance(value, dict) and isinstance(saved[key], dict):
+            if not same_config(saved[key], value, default.get(key, {})):
+                return False
+        elif saved[key] != value:
+            return False
+    return set(saved) <= set(now)
 
 
 def _trained_on(cfg: ReferenceTrainConfig) -> str:

@@ -49,10 +49,30 @@ AROUSAL_ONLY = np.array([1.0, 0.0, 0.0], dtype=np.float32)
 ALL_DIMENSIONS = np.ones(3, dtype=np.float32)
 NO_DIMENSIONS = np.zeros(3, dtype=np.float32)
 
+# What a "calm" clip counts as for a categorical head: "neutral", or "masked" (left out).
+CALM_CHOICES = ("neutral", "masked")
+
+
+def canonical_emotion(emotion: str) -> str:
+    """A manifest's emotion name in the table's spelling ("angry" -> "anger")."""
+    name = emotion.strip().lower()
+    return VAD_ALIASES.get(name, name)
+
+
+def category_index(row: ManifestRow, labels: tuple[str, ...] | list[str], calm: str) -> int:
+    """Index of a row's emotion in ``labels``, or -1 (masked: no category, as for BAVED's arousal
+    levels, or one outside ``labels`` such as fear); ``calm`` is "neutral" or "masked"."""
+    if calm not in CALM_CHOICES:
+        raise ValueError(f"calm must be one of {', '.join(CALM_CHOICES)}, got {calm!r}")
+    name = canonical_emotion(row.emotion) if row.emotion else ""
+    if name == "calm":
+        name = "neutral" if calm == "neutral" else ""
+    return list(labels).index(name) if name in labels else -1
+
 
 def category_adv(emotion: str, intensity: str = "") -> np.ndarray:
     """A/D/V target (0..1) of an emotion category at an acted intensity; ValueError if unknown."""
-    name = VAD_ALIASES.get(emotion.strip().lower(), emotion.strip().lower())
+    name = canonical_emotion(emotion)
     if name not in VAD_TABLE:
         known = ", ".join(sorted(VAD_TABLE))
         raise ValueError(f"no A/D/V value for emotion {emotion!r} (known: {known})")
@@ -124,20 +144,10 @@ def score_against_labels(pred: np.ndarray, rows: list[ManifestRow]) -> dict[str,
     return scores
 
 
-def category_index(row: ManifestRow, labels: tuple[str, ...]) -> int | None:
-    """Index in ``labels`` of a row's emotion (aliases such as "happy" resolved); None when the
-    row has no emotion or one outside ``labels`` (e.g. calm, fear)."""
-    name = row.emotion.strip().lower()
-    name = VAD_ALIASES.get(name, name)
-    return labels.index(name) if name in labels else None
-
-
-def category_uar(probs: np.ndarray, rows: list[ManifestRow], labels: tuple[str, ...]) -> float:
+def category_uar(
+    probs: np.ndarray, rows: list[ManifestRow], labels: tuple[str, ...], calm: str = "masked"
+) -> float:
     """Unweighted average recall of the most probable label against the rows' emotions, over
-    the rows whose emotion is one of ``labels`` (NaN when none is)."""
-    truth = [category_index(r, labels) for r in rows]
-    keep = np.array([t is not None for t in truth], dtype=bool)
-    if not keep.any():
-        return float("nan")
-    known = np.array([t for t in truth if t is not None])
-    return unweighted_average_recall(known, probs[keep].argmax(axis=1))
+    the rows whose emotion is one of ``labels`` (``category_index``; NaN when none is)."""
+    truth = np.array([category_index(r, labels, calm) for r in rows], dtype=np.int64)
+    return unweighted_average_recall(np.asarray(probs).argmax(axis=1), truth, len(labels))

@@ -4,7 +4,9 @@ It stands in for the wav2vec2 teacher where that model's weights are not availab
 pipeline distils either into the student. Raw 16 kHz waveform in; per-utterance normalisation
 (gain invariance); log-mel (32 ms window, 20 ms hop, 64 bands); four conv blocks that
 downsample time 8x (to 160 ms steps); a 2-layer pre-norm transformer; attentive statistics
-pooling; an MLP head to (A, D, V).
+pooling; an MLP head to (A, D, V). Optional (off in the first recipe): frame prosody (log-F0,
+voicing and log-energy contours) joined to the conv features, and a categorical head
+(``category_labels``) whose softmax fills ``TeacherOutput.categories``.
 Padded batches give the same readings as one-by-one calls: every layer masks the padding.
 Saved in fp16 (``save_reference``) so a ~1M-parameter model stays a ~2 MB file.
 """
@@ -41,6 +43,8 @@ class ReferenceConfig:
     n_heads: int = 4
     ff_dim: int = 512
     dropout: float = 0.2
+    prosody: bool = False  # log-F0, voicing and log-energy contours beside the conv features
+    category_labels: list[str] = field(default_factory=list)  # a categorical head; [] = none
 
     @property
     def time_stride(self) -> int:
@@ -54,6 +58,10 @@ class ReferenceConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+PROSODY_FEATURES = 3  # log2(F0 / 100 Hz), voicing (normalised autocorrelation peak), log energy
+F0_RANGE_HZ = (60.0, 400.0)
 
 
 def conv_block(c_in: int, c_out: int, pool: tuple[int, int]) -> nn.Sequential:
@@ -97,7 +105,8 @@ class ReferenceModel(nn.Module):
             blocks.append(conv_block(c_in, c_out, pool))
             c_in, n_freq = c_out, n_freq // 2
         self.blocks = nn.ModuleList(blocks)
-        self.project = nn.Linear(c_in * n_freq, config.d_model)
+        extra = PROSODY_FEATURES if config.prosody else 0
+        self.project = nn.Linear(c_in * n_freq + extra, config.d_model)
         layer = nn.TransformerEncoderLayer(
             config.d_model,
             config.n_heads,
@@ -114,6 +123,16 @@ class ReferenceModel(nn.Module):
             nn.Dropout(config.dropout),
             nn.Linear(config.d_model, 3),
         )
+        # Created last, so that a model without them initialises exactly as before they existed.
+        if config.prosody:
+            self.prosody_norm = nn.BatchNorm1d(PROSODY_FEATURES)
+        if config.category_labels:
+            self.category_head = nn.Sequential(
+                nn.Linear(2 * config.d_model, config.d_model),
+                nn.ReLU(),
+                nn.Dropout(config.dropout),
+                nn.Linear(config.d_model, len(config.category_labels)),
+            )
 
     def power(
         self, signal: torch.Tensor, lengths: torch.Tensor | None = None
@@ -141,10 +160,25 @@ class ReferenceModel(nn.Module):
         """Power spectrogram [B, F, frames] -> log-mel [B, n_mels, frames]."""
         return torch.log(torch.matmul(self.mel, power) + 1e-6)
 
+    def prosody_features(self, power: torch.Tensor) -> torch.Tensor:
+        """Power spectrogram [B, F, frames] -> [B, 3, frames]: log2(F0 / 100 Hz) and voicing from
+        the peak of each frame's autocorrelation (the inverse FFT of its power) between 60 and
+        400 Hz, and the frame's log energy."""
+        n_fft = self.config.n_fft
+        acf = torch.fft.irfft(power, n=n_fft, dim=1)  # [B, n_fft, frames], lag on dim 1
+        low = int(SAMPLE_RATE / F0_RANGE_HZ[1])
+        high = min(int(SAMPLE_RATE / F0_RANGE_HZ[0]), n_fft // 2 - 1)
+        peak, lag = acf[:, low : high + 1].max(dim=1)
+        voicing = (peak / acf[:, 0].clamp(min=1e-8)).clamp(0.0, 1.0)
+        log_f0 = torch.log2(SAMPLE_RATE / (lag + low).float() / 100.0)
+        log_energy = torch.log(power.sum(1) + 1e-6)
+        return torch.stack([log_f0, voicing, log_energy], dim=1)
+
     def encode(
-        self, log_mel: torch.Tensor, frames: torch.Tensor
+        self, log_mel: torch.Tensor, frames: torch.Tensor, prosody: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Log-mel [B, n_mels, frames] with valid frame counts [B] -> (adv, embedding)."""
+        """Log-mel [B, n_mels, frames] with valid frame counts [B] (and, for a model with
+        ``prosody``, its ``prosody_features``) -> (adv, embedding)."""
         steps = torch.arange(log_mel.shape[-1], device=log_mel.device)
         h = self.input_norm(log_mel) * (steps < frames[:, None]).unsqueeze(1)
         h = h.unsqueeze(1)  # [B, 1, mels, frames]
@@ -154,16 +188,28 @@ class ReferenceModel(nn.Module):
                 frames = frames // 2
             valid = torch.arange(h.shape[-1], device=h.device) < frames[:, None]
             h = h * valid[:, None, None, :]
-        h = self.project(h.flatten(1, 2).transpose(1, 2))  # [B, steps, d_model]
+        h = h.flatten(1, 2)  # [B, channels x bands, steps]
+        if self.config.prosody:
+            if prosody is None:
+                raise ValueError("this reference teacher takes prosody features")
+            stride = self.config.time_stride
+            p = nn.functional.avg_pool1d(self.prosody_norm(prosody), stride, stride)
+            h = torch.cat([h, p[..., : h.shape[-1]] * valid[:, None, :]], dim=1)
+        h = self.project(h.transpose(1, 2))  # [B, steps, d_model]
         h = self.encoder(h, src_key_padding_mask=~valid)
         embedding = self.pool(h, valid)
         return self.head(embedding), embedding
+
+    def category_logits(self, embedding: torch.Tensor) -> torch.Tensor:
+        """Embedding [B, E] -> logits [B, K] of ``config.category_labels`` (categorical head)."""
+        return self.category_head(embedding)
 
     def forward(
         self, signal: torch.Tensor, lengths: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         power, frames = self.power(signal, lengths)
-        return self.encode(self.log_mel(power), frames)
+        prosody = self.prosody_features(power) if self.config.prosody else None
+        return self.encode(self.log_mel(power), frames, prosody)
 
 
 def count_parameters(model: nn.Module) -> int:
@@ -211,12 +257,14 @@ def load_reference(path: str | Path) -> tuple[ReferenceModel, dict[str, Any]]:
 
 
 class ReferenceTeacher:
-    """``Teacher`` over a ``ReferenceModel``: batches of any lengths, padded and masked."""
+    """``Teacher`` over a ``ReferenceModel``: batches of any lengths, padded and masked. With a
+    categorical head it has ``category_labels`` and fills ``TeacherOutput.categories``."""
 
     def __init__(self, model: ReferenceModel, teacher_id: str, batch_size: int = 32):
         self.model = model.eval()
         self.teacher_id = teacher_id
         self.batch_size = batch_size
+        self.category_labels: tuple[str, ...] = tuple(model.config.category_labels)
 
     def __call__(self, waveforms: list[np.ndarray]) -> TeacherOutput:
         for i, w in enumerate(waveforms):
@@ -224,6 +272,7 @@ class ReferenceTeacher:
                 raise AudioError(f"waveform {i}: expected non-empty 1-D audio, got {w.shape}")
         adv = np.zeros((len(waveforms), 3), dtype=np.float32)
         emb = np.zeros((len(waveforms), 2 * self.model.config.d_model), dtype=np.float32)
+        cats = np.zeros((len(waveforms), len(self.category_labels)), dtype=np.float32)
         order = np.argsort([len(w) for w in waveforms])  # similar lengths share a batch
         for start in range(0, len(order), self.batch_size):
             idx = order[start : start + self.batch_size]
@@ -233,8 +282,10 @@ class ReferenceTeacher:
                 batch[row, : lengths[row]] = torch.from_numpy(np.asarray(waveforms[i], np.float32))
             with torch.inference_mode():
                 a, e = self.model(batch, lengths)
+                if self.category_labels:
+                    cats[idx] = torch.softmax(self.model.category_logits(e), dim=1).numpy()
             adv[idx], emb[idx] = a.numpy(), e.numpy()
-        return TeacherOutput(adv=adv, embedding=emb)
+        return TeacherOutput(adv=adv, embedding=emb, categories=cats if cats.size else None)
 
 
 def file_sha256(path: str | Path) -> str:

@@ -1,0 +1,78 @@
+"""benchmarks.robustness: the degraded dev audio is the same for every model and every run, and
+the command writes A-AUC and V-AUC per condition per model (tiny models, a toy corpus)."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from edgeser.distill import degrade
+from edgeser.distill.augment import SpeechBank
+from edgeser.distill.teachers.reference import ReferenceModel, save_reference
+from test_reference_teacher import TINY, write_toy_corpora
+
+from benchmarks import robustness
+
+
+@pytest.fixture
+def toy_corpora(tmp_path):
+    """The toy corpora under two of the benchmark's corpus names."""
+    write_toy_corpora(tmp_path / "toy")
+    root = tmp_path / "corpora"
+    root.mkdir()
+    shutil.move(tmp_path / "toy" / "cat", root / "ravdess")
+    shutil.move(tmp_path / "toy" / "lvl", root / "baved")
+    return root
+
+
+def test_degraded_audio_is_fixed_per_clip_and_condition(toy_corpora):
+    dev = robustness.load_dev(str(toy_corpora), ["ravdess", "baved"], 0)
+    rows = [r for rs, _ in dev.values() for r in rs]
+    speech = SpeechBank([a for _, audio in dev.values() for a in audio], [r.speaker for r in rows])
+    first = robustness.degraded("babble 5 dB", dev, speech)
+    again = robustness.degraded("babble 5 dB", dev, speech)
+    for corpus, (_, audio) in first.items():
+        for a, b in zip(audio, again[corpus][1], strict=True):
+            np.testing.assert_array_equal(a, b)
+    clean = robustness.degraded("clean", dev, speech)
+    original = dev["ravdess"][1][0]
+    np.testing.assert_allclose(clean["ravdess"][1][0], degrade.pcm16(original), atol=1e-7)
+    reverb = robustness.degraded("reverb RT60 0.7 s", dev, speech)
+    assert not np.allclose(reverb["ravdess"][1][0], clean["ravdess"][1][0], atol=1e-3)
+    assert len({robustness.clip_seed(c, rows[0]) for c in robustness.CONDITIONS}) == len(
+        robustness.CONDITIONS
+    )
+
+
+def test_the_command_writes_aucs_per_condition_and_model(toy_corpora, tmp_path, tiny_model_path):
+    torch.manual_seed(0)
+    teacher = tmp_path / "teacher.pt"
+    save_reference(teacher, ReferenceModel(TINY).eval())
+    out = tmp_path / "report"
+    corpora = ["--corpora", str(toy_corpora), "--corpus", "ravdess", "--corpus", "baved"]
+    models = ["--teacher", str(teacher), "--student", str(tiny_model_path)]
+    argv = [*corpora, *models, "--out", str(out)]
+    assert robustness.main(argv) == 0
+    report = json.loads(out.with_suffix(".json").read_text())
+    assert set(report["results"]) == {"student tiny.onnx", "reference teacher teacher.pt"}
+    for by_condition in report["results"].values():
+        assert list(by_condition) == list(robustness.CONDITIONS)
+        for scores in by_condition.values():
+            assert 0.0 <= scores["baved"]["auc_arousal"] <= 1.0
+            assert scores["baved"]["auc_valence"] is None  # arousal levels only
+    text = out.with_suffix(".md").read_text()
+    assert "python -m benchmarks.robustness --corpora" in text and "| far |" in text
+
+
+def test_missing_corpora_or_models_are_one_line_usage_errors(tmp_path, toy_corpora, capsys):
+    for argv, message in (
+        (["--corpora", str(tmp_path), "--corpus", "nemo"], "no manifest for nemo"),
+        (["--corpora", str(toy_corpora), "--corpus", "baved", "--teacher", "gone.pt"],
+         "gone.pt: no such model file"),
+    ):  # fmt: skip
+        with pytest.raises(SystemExit) as exit_info:
+            robustness.main(argv)
+        assert exit_info.value.code == 2
+        err = capsys.readouterr().err
+        assert "error: " in err and message in err and "Traceback" not in err
