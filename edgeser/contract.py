@@ -13,6 +13,7 @@ export/ writes exactly this; the runtime validates it on load. One module so bot
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,6 +28,7 @@ MIN_HOP_S = 0.01
 CONTRACT_VERSION = "1"
 
 INPUT_NAME = "signal"
+FLOAT32_TYPE = "tensor(float)"  # onnxruntime's spelling of float32 (the numpy reader's too)
 OUTPUT_ADV = "adv"
 OUTPUT_EMBEDDING = "embedding"
 
@@ -128,3 +130,13 @@ def parse_metadata(meta: dict[str, str]) -> ModelInfo:
         card=card,
         min_samples=min_samples,
     )
+
+
+def check_float32_outputs(outputs: Iterable[Any], names: Iterable[str]) -> None:
+    """ValueError naming the first of ``names`` among the graph's ``outputs`` (objects with
+    ``name`` and ``type``, as sessions list them) that is not float32: an int64 ``adv`` would
+    otherwise read 0.0 forever."""
+    types = {o.name: o.type for o in outputs}
+    for name in names:
+        if name in types and types[name] != FLOAT32_TYPE:
+            raise ValueError(f"output {name!r} is {types[name]}; the contract wants float32")

@@ -33,7 +33,13 @@ from pathlib import Path
 import numpy as np
 
 from .backends import Session
-from .contract import MAX_WINDOW_S, OUTPUT_ADV, OUTPUT_EMBEDDING, SAMPLE_RATE
+from .contract import (
+    MAX_WINDOW_S,
+    OUTPUT_ADV,
+    OUTPUT_EMBEDDING,
+    SAMPLE_RATE,
+    check_float32_outputs,
+)
 from .errors import ModelError
 from .levels import at_model_level
 from .readings import Reading, scored
@@ -108,6 +114,10 @@ class IncrementalGraph:
         if not all(isinstance(d, int) for s in self.state_shapes.values() for d in s):
             raise ModelError(f"{path}: state tensors need static sizes, got {self.state_shapes}")
         self._outputs = [OUTPUT_ADV, OUTPUT_EMBEDDING, *NEW_STATE_NAMES]
+        try:
+            check_float32_outputs(session.get_outputs(), self._outputs)
+        except ValueError as exc:
+            raise ModelError(f"{path}: {exc}") from None
 
     @classmethod
     def beside(

@@ -23,11 +23,13 @@ from .audio import (
 )
 from .backends import ONNXRUNTIME, Session, resolve_backend
 from .contract import (
+    FLOAT32_TYPE,
     INPUT_NAME,
     OUTPUT_ADV,
     OUTPUT_EMBEDDING,
     SAMPLE_RATE,
     ModelInfo,
+    check_float32_outputs,
     parse_metadata,
 )
 from .errors import AudioError, AudioFileError, ConfigError, ModelError
@@ -275,7 +277,7 @@ def _check_contract(session: Session, path: Path) -> ModelInfo:
             f"{path}: inputs are {[i.name for i in inputs]}; the contract wants one input "
             f"{INPUT_NAME!r} [batch, samples] float32"
         )
-    if inputs[0].type != "tensor(float)" or len(inputs[0].shape) != 2:
+    if inputs[0].type != FLOAT32_TYPE or len(inputs[0].shape) != 2:
         raise ModelError(
             f"{path}: input {INPUT_NAME!r} is {inputs[0].type} {inputs[0].shape}, "
             "not float32 [batch, samples]"
@@ -286,6 +288,10 @@ def _check_contract(session: Session, path: Path) -> ModelInfo:
     for name in (OUTPUT_ADV, OUTPUT_EMBEDDING):
         if name in outputs and len(outputs[name].shape) != 2:
             raise ModelError(f"{path}: output {name!r} has shape {outputs[name].shape}, not 2-D")
+    try:
+        check_float32_outputs(outputs.values(), (OUTPUT_ADV, OUTPUT_EMBEDDING))
+    except ValueError as exc:
+        raise ModelError(f"{path}: {exc}") from None
     adv_size = outputs[OUTPUT_ADV].shape[1]
     if isinstance(adv_size, int) and adv_size != 3:
         raise ModelError(f"{path}: output {OUTPUT_ADV!r} has {adv_size} values, not 3 (A, D, V)")

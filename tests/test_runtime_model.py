@@ -72,6 +72,18 @@ def test_model_lacking_the_contract(contract_model_factory, request, kwargs, mes
         edgeser.load(path)
 
 
+@pytest.mark.parametrize(
+    ("output", "elem_type", "type_name"),
+    [("adv", 7, "int64"), ("adv", 11, "double"), ("embedding", 7, "int64"), ("adv", 10, "float16")],
+)
+def test_model_with_a_non_float32_output_is_refused(
+    contract_model_factory, backend, output, elem_type, type_name
+):
+    path = contract_model_factory(f"{output}-{type_name}.onnx", output_types={output: elem_type})
+    with pytest.raises(edgeser.ModelError, match=rf"output '{output}' is tensor\({type_name}\)"):
+        edgeser.load(path, backend=backend)
+
+
 @pytest.mark.parametrize("threads", [0, -1, 1.5, True])
 def test_bad_thread_count(tiny_model_path, threads):
     with pytest.raises(edgeser.ConfigError, match="threads"):
