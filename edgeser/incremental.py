@@ -44,7 +44,7 @@ from .errors import ModelError
 from .levels import at_model_level
 from .readings import Reading, scored
 from .scoring import ScoreWindow, WindowScorer
-from .vad import VoiceGate
+from .vad import GateSpec
 
 STREAM_SUFFIX = ".stream.onnx"
 CHUNK_NAME = "chunk"
@@ -173,7 +173,7 @@ class IncrementalScorer(WindowScorer):
         window_s: float,
         hop_s: float,
         min_samples: int,
-        vad: VoiceGate | None = None,
+        vad: GateSpec = None,
     ) -> None:
         if not graph.spec.supports(window_s, hop_s):
             raise ValueError(

@@ -39,7 +39,7 @@ from .numpy_backend import NumpySession
 from .onnxruntime_build import without_schema_noise
 from .readings import FileScore, Reading, aggregate, scored
 from .scoring import Scorer, WindowScorer
-from .vad import NoiseFloorVad, VoiceGate
+from .vad import GateSpec, NoiseFloorVad
 
 DEFAULT_MODEL = Path(__file__).parent / "models" / "default.onnx"
 DEFAULT_VAD = NoiseFloorVad()
@@ -100,15 +100,17 @@ class Model:
         path: str | os.PathLike[str],
         window: float | None = None,
         hop: float | None = None,
-        vad: VoiceGate | None = DEFAULT_VAD,
+        vad: GateSpec = DEFAULT_VAD,
     ) -> FileScore:
         """Score a file window by window (window/hop in seconds; default: the model's).
 
         Windows end at window, window + hop, ...; a last window aligned to the end of the file
         covers any tail, and a file shorter than one window is one window (scored exactly like
         ``predict`` on it). The file is read in blocks, so its length does not cost memory.
-        The aggregate is the mean over voiced windows (see ``readings.aggregate``). A file
-        too short to score, or without any window that carries signal, is an AudioFileError.
+        The aggregate is the mean over voiced windows (see ``readings.aggregate``). ``vad``: a
+        gate, its name ("noise-floor", "energy"), True (the default gate) or False/None (none);
+        anything else is a ConfigError. A file too short to score, or without any window that
+        carries signal, is an AudioFileError.
         """
         path = as_path(path)
         scorer = self.scorer(window, hop, vad)
@@ -151,7 +153,7 @@ class Model:
         self,
         window: float | None = None,
         hop: float | None = None,
-        vad: VoiceGate | None = DEFAULT_VAD,
+        vad: GateSpec = DEFAULT_VAD,
     ) -> Scorer:
         """A fresh window scorer (window/hop in seconds; default: the model's), for a Stream:
         incremental when the model ships a streaming graph that supports window and hop,
@@ -169,9 +171,8 @@ class Model:
         model's minimum input or the hop is longer than the window."""
         window = self.info.window_s if window is None else window
         hop = self.info.hop_s if hop is None else hop
-        limits.WINDOW_S.check("window", window)
-        limits.HOP_S.check("hop", hop)
-        window, hop = float(window), float(hop)
+        window = float(limits.WINDOW_S.check("window", window))
+        hop = float(limits.HOP_S.check("hop", hop))
         if window * SAMPLE_RATE < self.info.min_samples:
             raise ConfigError(
                 f"window {window} s is shorter than the model's minimum "
@@ -222,7 +223,7 @@ def load(
     ``$EDGESER_BACKEND`` or else onnxruntime if it imports, numpy if not (see
     ``edgeser.backends``). Raises ModelError for a missing file, a file that is not ONNX, or
     a model that does not follow the contract in ``edgeser.contract``."""
-    limits.THREADS.check("threads", threads)
+    threads = int(limits.THREADS.check("threads", threads))
     backend = resolve_backend(backend)
     if path is None:
         if not DEFAULT_MODEL.exists():
