@@ -36,6 +36,7 @@ from .errors import AudioError, AudioFileError, ConfigError, ModelError
 from .incremental import IncrementalGraph, IncrementalScorer
 from .levels import at_model_level
 from .numpy_backend import NumpySession
+from .onnx_reader import check_model_file
 from .onnxruntime_build import without_schema_noise
 from .readings import FileScore, Reading, aggregate, scored
 from .scoring import Scorer, WindowScorer
@@ -249,6 +250,10 @@ def _open_session(path: Path, threads: int, backend: str = ONNXRUNTIME) -> Sessi
     that do not spin between hops."""
     if backend != ONNXRUNTIME:
         return NumpySession(path)
+    try:  # as the numpy backend does: a file of zeros or a cut-off download is refused at once
+        check_model_file(path)
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"{path}: not a loadable ONNX model ({exc})") from None
     import onnxruntime as ort
 
     options = ort.SessionOptions()
