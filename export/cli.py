@@ -34,7 +34,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="student checkpoint (.pt), a folder in the published Wav2Small layout "
         "(model.safetensors + config.json), or a hub id such as audeering/wav2small",
     )
-    p.add_argument("--out", metavar="DIR", help="output folder (must not exist unless --force)")
+    p.add_argument(
+        "--out",
+        metavar="DIR",
+        help="output folder (must not exist unless --force; default: runs/export/NAME)",
+    )
     p.add_argument("--config", metavar="TOML", help="settings file (flags override it)")
     p.add_argument("--name", help="file stem of the outputs (default: the checkpoint's stem)")
     p.add_argument("--int8", action="store_true", help="also write a static int8 QDQ model")
