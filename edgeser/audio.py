@@ -15,6 +15,7 @@ from .contract import SAMPLE_RATE
 from .errors import AudioError, AudioFileError
 from .headers import cut_short, declared_frames
 from .levels import no_signal_reason
+from .limits import number, shown
 from .resample import resample, resample_stream
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif", ".opus")
@@ -34,19 +35,21 @@ def to_mono_float32(signal: np.ndarray, sampling_rate: int) -> np.ndarray:
 
 
 def check_rate(sampling_rate: object) -> int:
-    """A sampling rate as a positive int; 0, negative, 44.1 or "16k" is an AudioError."""
-    if isinstance(sampling_rate, float) and sampling_rate.is_integer():
-        sampling_rate = int(sampling_rate)
-    if isinstance(sampling_rate, bool) or not isinstance(sampling_rate, (int, np.integer)):
-        raise AudioError(f"sampling_rate must be a positive integer, got {sampling_rate!r}")
-    if sampling_rate <= 0:
-        raise AudioError(f"sampling_rate must be positive, got {sampling_rate}")
-    if not MIN_RATE <= sampling_rate <= MAX_RATE:
+    """A sampling rate as a positive int (16000, 16000.0, np.int64(16000), np.float32(16000));
+    0, negative, 44.1 or "16k" is an AudioError."""
+    rate = number(sampling_rate)
+    if isinstance(rate, float) and rate.is_integer():
+        rate = int(rate)
+    if not isinstance(rate, int):
+        raise AudioError(f"sampling_rate must be a positive integer, got {shown(sampling_rate)}")
+    if rate <= 0:
+        raise AudioError(f"sampling_rate must be positive, got {rate}")
+    if not MIN_RATE <= rate <= MAX_RATE:
         raise AudioError(
-            f"sampling rate {sampling_rate} Hz is outside {MIN_RATE}..{MAX_RATE} Hz: below it no "
+            f"sampling rate {rate} Hz is outside {MIN_RATE}..{MAX_RATE} Hz: below it no "
             "speech band survives, above it no audio interface records"
         )
-    return int(sampling_rate)
+    return rate
 
 
 def as_mono_float32(

@@ -12,11 +12,19 @@ import json
 import logging
 import sys
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 
-from . import __version__, limits
+from . import __version__, limits, plot
 from .audio import find_audio_files
 from .channels import run_command
-from .cli_args import OneLineFormatter, OneLineParser, nonempty_path, number, whole_number
+from .cli_args import (
+    OneLineFormatter,
+    OneLineParser,
+    nonempty_path,
+    number,
+    require_extra,
+    whole_number,
+)
 from .config import SCORE_FORMATS, STREAM_FORMATS, RuntimeConfig
 from .contract import CONTRACT_VERSION, SAMPLE_RATE
 from .display import CsvRows, JsonLines, JsonRows, LiveBars, RowWriter, TableRows
@@ -54,7 +62,10 @@ def _run(args: argparse.Namespace, verbose: bool) -> int:
 
 
 def score(args: argparse.Namespace) -> int:
-    """Score files and folders; one row per file (or per window) on stdout."""
+    """Score files and folders; one row per file (or per window) on stdout, and with
+    ``--plot`` a picture of each file's readings (``edgeser.plot``)."""
+    if args.plot is not None:
+        require_extra(PROG, plot.EXTRA, plot.MODULES)
     config = _config(args)
     model = load(config.model, threads=config.threads)
     window, hop = model.window_hop(config.window_s, config.hop_s)
@@ -72,8 +83,9 @@ def score(args: argparse.Namespace) -> int:
     if not files:
         raise AudioFileError(f"no audio files found in {', '.join(args.paths)}")
     categories = model.categories if config.categories else ()
+    images = _plot_paths(args.plot, args.paths, files)
     writer = _row_writer(config.score_format, [str(f) for f in files], model, categories)
-    for path in files:
+    for index, path in enumerate(files):
         try:
             result = model.score_file(path, window, hop, vad)
         except AudioFileError as exc:
@@ -85,6 +97,12 @@ def score(args: argparse.Namespace) -> int:
         for reading in result.windows if config.per_window else [result.aggregate]:
             writer.write(str(path), reading)
         sys.stdout.flush()
+        try:
+            if images:
+                plot.write_plot(result, images[index])
+        except OSError as exc:
+            print(f"{PROG}: {images[index]}: cannot write the plot ({exc})", file=sys.stderr)
+            failed += 1
     return 1 if failed else 0
 
 
@@ -231,6 +249,21 @@ def _config(args: argparse.Namespace) -> RuntimeConfig:
     return config.updated(flags, source="command line")
 
 
+def _plot_paths(out: str | None, paths: list[str], files: list[Path]) -> list[Path]:
+    """The picture of each file for ``--plot OUT`` (none without it): OUT itself for one file,
+    else one per file in the folder OUT, made if need be (ConfigError if it cannot be)."""
+    if out is None:
+        return []
+    several = len(paths) > 1 or any(Path(p).is_dir() for p in paths)
+    images = plot.image_paths(out, files, folder=several)
+    if several or len(images) > 1 or Path(out).is_dir():
+        try:
+            Path(out).mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(f"--plot {out}: cannot make the folder ({exc.strerror})") from None
+    return images
+
+
 def _row_writer(fmt: str, files: list[str], model: Model, categories: tuple[str, ...]) -> RowWriter:
     """The writer of ``score --format``: csv and table rows with the ``categories`` columns
     asked for; JSON lines with emotion and categories whenever the model has them."""
@@ -276,6 +309,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="one row per window, not per file")  # fmt: skip
     p.add_argument("--categories", action="store_true", default=None,
                    help="csv/table: emotion and category probability columns")  # fmt: skip
+    p.add_argument("--plot", metavar="OUT",
+                   help="draw A/D/V over time: OUT.png for one file, a folder for several "
+                   "(needs the [plot] extra)")  # fmt: skip
     p.set_defaults(command=score)
 
     p = commands.add_parser("stream", parents=[common], help="live readings from a device")

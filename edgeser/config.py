@@ -11,7 +11,7 @@ from typing import Any
 
 from . import limits
 from .errors import ConfigError
-from .vad import EnergyVad, NoiseFloorVad, VoiceGate
+from .vad import DEFAULT_GATE, EnergyVad, VoiceGate, gate_class
 
 SCORE_FORMATS = ("csv", "jsonl", "table")
 STREAM_FORMATS = ("auto", "bars", "jsonl")
@@ -29,7 +29,8 @@ class RuntimeConfig:
     threads: int = 1  # onnxruntime intra-op threads (1 suits a Raspberry Pi)
     window_s: float | None = None  # None: the model's recommended window
     hop_s: float | None = None  # None: the model's recommended hop
-    vad: bool = True  # gate windows for speech (False: score every window that carries signal)
+    vad: bool | str = True  # gate windows for speech (False: score every window that carries
+    # signal); or the gate by name: "noise-floor" (True's) or "energy" (EnergyVad, -45 dBFS)
     vad_threshold_db: float | None = None  # None: the level-independent NoiseFloorVad; a number:
     # the fixed EnergyVad, counting frames of at least this speech-band level (dBFS) as speech
     vad_min_voiced: float | None = None  # share of speech frames for a voiced window (None:
@@ -48,10 +49,16 @@ class RuntimeConfig:
     def __post_init__(self) -> None:
         hints = typing.get_type_hints(type(self))
         for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            _check_type(f.name, value, hints[f.name])
+            value = _checked_type(f.name, getattr(self, f.name), hints[f.name])
             if f.name in LIMITS and value is not None:
-                LIMITS[f.name].check(f.name, value)
+                value = LIMITS[f.name].check(f.name, value)
+            object.__setattr__(self, f.name, value)  # numpy numbers stored as Python's
+        named = gate_class(self.vad) if isinstance(self.vad, str) else None  # or ConfigError
+        if named is not None and named is not EnergyVad and self.vad_threshold_db is not None:
+            raise ConfigError(
+                f"vad_threshold_db is the energy gate's threshold; it cannot go with "
+                f"vad = {self.vad!r}"
+            )
         for name, choices in (("score_format", SCORE_FORMATS), ("stream_format", STREAM_FORMATS)):
             if getattr(self, name) not in choices:
                 raise ConfigError(
@@ -82,9 +89,9 @@ class RuntimeConfig:
         if not self.vad:
             return None
         share = {} if self.vad_min_voiced is None else {"min_voiced": self.vad_min_voiced}
-        if self.vad_threshold_db is None:
-            return NoiseFloorVad(**share)
-        return EnergyVad(threshold_db=self.vad_threshold_db, **share)
+        if self.vad_threshold_db is not None:
+            return EnergyVad(threshold_db=self.vad_threshold_db, **share)
+        return gate_class(self.vad if isinstance(self.vad, str) else DEFAULT_GATE)(**share)
 
 
 def read_toml(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -128,18 +135,22 @@ LIMITS: dict[str, limits.Range] = {
 }
 
 
-def _check_type(name: str, value: object, hint: Any) -> None:
-    """Raise ConfigError unless ``value`` fits ``hint`` (an int passes for a float, a bool
-    passes for nothing but a bool)."""
+def _checked_type(name: str, value: object, hint: Any) -> object:
+    """``value`` if it fits ``hint``, a number as the Python int or float it equals (an int
+    or np.int64 passes for a float, np.float32 for a float; a bool passes for nothing but a
+    bool); else a ConfigError."""
     allowed = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+    as_number = limits.number(value)
     for kind in allowed:
-        if kind is type(None):
-            fits = value is None
-        elif kind is bool or isinstance(value, bool):
-            fits = kind is bool and isinstance(value, bool)
-        else:
-            fits = isinstance(value, kind) or (kind is float and isinstance(value, int))
-        if fits:
-            return
+        if kind is type(None) and value is None:
+            return value
+        if kind is bool and isinstance(value, bool):
+            return value
+        if kind is int and isinstance(as_number, int):
+            return as_number
+        if kind is float and as_number is not None:
+            return float(as_number)
+        if kind is str and isinstance(value, str):
+            return value
     expected = " or ".join("None" if k is type(None) else k.__name__ for k in allowed)
-    raise ConfigError(f"{name} must be {expected}, got {value!r}")
+    raise ConfigError(f"{name} must be {expected}, got {limits.shown(value)}")

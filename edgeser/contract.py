@@ -18,6 +18,7 @@ export/ writes exactly this; the runtime validates it on load. One module so bot
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,6 +33,7 @@ MIN_HOP_S = 0.01
 CONTRACT_VERSION = "1"
 
 INPUT_NAME = "signal"
+FLOAT32_TYPE = "tensor(float)"  # onnxruntime's spelling of float32 (the numpy reader's too)
 OUTPUT_ADV = "adv"
 OUTPUT_EMBEDDING = "embedding"
 OUTPUT_CATEGORIES = "categories"
@@ -186,7 +188,7 @@ def check_categories_output(
     if not categories:
         raise ValueError(f"output {OUTPUT_CATEGORIES!r} has no labels ({META_CATEGORIES})")
     kind, shape = output
-    if kind != "tensor(float)" or len(shape) != 2:
+    if kind != FLOAT32_TYPE or len(shape) != 2:
         raise ValueError(
             f"output {OUTPUT_CATEGORIES!r} is {kind} {list(shape)}, not float32 [batch, K]"
         )
@@ -195,3 +197,13 @@ def check_categories_output(
             f"output {OUTPUT_CATEGORIES!r} has {shape[1]} values but {META_CATEGORIES} "
             f"names {len(categories)}"
         )
+
+
+def check_float32_outputs(outputs: Iterable[Any], names: Iterable[str]) -> None:
+    """ValueError naming the first of ``names`` among the graph's ``outputs`` (objects with
+    ``name`` and ``type``, as sessions list them) that is not float32: an int64 ``adv`` would
+    otherwise read 0.0 forever."""
+    types = {o.name: o.type for o in outputs}
+    for name in names:
+        if name in types and types[name] != FLOAT32_TYPE:
+            raise ValueError(f"output {name!r} is {types[name]}; the contract wants float32")

@@ -43,13 +43,14 @@ from .contract import (
     OUTPUT_EMBEDDING,
     SAMPLE_RATE,
     check_categories_output,
+    check_float32_outputs,
     parse_categories,
 )
 from .errors import ModelError
 from .levels import at_model_level
 from .readings import Reading, scored
 from .scoring import ScoreWindow, WindowScorer
-from .vad import VoiceGate
+from .vad import GateSpec
 
 STREAM_SUFFIX = ".stream.onnx"
 CHUNK_NAME = "chunk"
@@ -128,6 +129,10 @@ class IncrementalGraph:
         self._check_categories()
         self._heads = [OUTPUT_ADV, OUTPUT_EMBEDDING, *([OUTPUT_CATEGORIES] if categories else [])]
         self._outputs = [*self._heads, *NEW_STATE_NAMES]
+        try:
+            check_float32_outputs(session.get_outputs(), self._outputs)
+        except ValueError as exc:
+            raise ModelError(f"{path}: {exc}") from None
 
     def _check_categories(self) -> None:
         """ModelError unless the graph has a ``categories`` output iff its window model has a
@@ -209,7 +214,7 @@ class IncrementalScorer(WindowScorer):
         window_s: float,
         hop_s: float,
         min_samples: int,
-        vad: VoiceGate | None = None,
+        vad: GateSpec = None,
     ) -> None:
         if not graph.spec.supports(window_s, hop_s):
             raise ValueError(

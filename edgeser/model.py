@@ -25,6 +25,7 @@ from .audio import (
 )
 from .backends import ONNXRUNTIME, Session, resolve_backend
 from .contract import (
+    FLOAT32_TYPE,
     INPUT_NAME,
     OUTPUT_ADV,
     OUTPUT_CATEGORIES,
@@ -32,16 +33,18 @@ from .contract import (
     SAMPLE_RATE,
     ModelInfo,
     check_categories_output,
+    check_float32_outputs,
     parse_metadata,
 )
 from .errors import AudioError, AudioFileError, ConfigError, ModelError
 from .incremental import IncrementalGraph, IncrementalScorer
 from .levels import at_model_level
 from .numpy_backend import NumpySession
+from .onnx_reader import check_model_file
 from .onnxruntime_build import without_schema_noise
 from .readings import FileScore, Reading, aggregate, not_probabilities, scored
 from .scoring import Scorer, WindowScorer
-from .vad import NoiseFloorVad, VoiceGate
+from .vad import GateSpec, NoiseFloorVad
 
 DEFAULT_MODEL = Path(__file__).parent / "models" / "default.onnx"
 DEFAULT_VAD = NoiseFloorVad()
@@ -110,15 +113,17 @@ class Model:
         path: str | os.PathLike[str],
         window: float | None = None,
         hop: float | None = None,
-        vad: VoiceGate | None = DEFAULT_VAD,
+        vad: GateSpec = DEFAULT_VAD,
     ) -> FileScore:
         """Score a file window by window (window/hop in seconds; default: the model's).
 
         Windows end at window, window + hop, ...; a last window aligned to the end of the file
         covers any tail, and a file shorter than one window is one window (scored exactly like
         ``predict`` on it). The file is read in blocks, so its length does not cost memory.
-        The aggregate is the mean over voiced windows (see ``readings.aggregate``). A file
-        too short to score, or without any window that carries signal, is an AudioFileError.
+        The aggregate is the mean over voiced windows (see ``readings.aggregate``). ``vad``: a
+        gate, its name ("noise-floor", "energy"), True (the default gate) or False/None (none);
+        anything else is a ConfigError. A file too short to score, or without any window that
+        carries signal, is an AudioFileError.
         """
         path = as_path(path)
         scorer = self.scorer(window, hop, vad)
@@ -161,7 +166,7 @@ class Model:
         self,
         window: float | None = None,
         hop: float | None = None,
-        vad: VoiceGate | None = DEFAULT_VAD,
+        vad: GateSpec = DEFAULT_VAD,
     ) -> Scorer:
         """A fresh window scorer (window/hop in seconds; default: the model's), for a Stream:
         incremental when the model ships a streaming graph that supports window and hop,
@@ -179,9 +184,8 @@ class Model:
         model's minimum input or the hop is longer than the window."""
         window = self.info.window_s if window is None else window
         hop = self.info.hop_s if hop is None else hop
-        limits.WINDOW_S.check("window", window)
-        limits.HOP_S.check("hop", hop)
-        window, hop = float(window), float(hop)
+        window = float(limits.WINDOW_S.check("window", window))
+        hop = float(limits.HOP_S.check("hop", hop))
         if window * SAMPLE_RATE < self.info.min_samples:
             raise ConfigError(
                 f"window {window} s is shorter than the model's minimum "
@@ -256,7 +260,7 @@ def load(
     ``$EDGESER_BACKEND`` or else onnxruntime if it imports, numpy if not (see
     ``edgeser.backends``). Raises ModelError for a missing file, a file that is not ONNX, or
     a model that does not follow the contract in ``edgeser.contract``."""
-    limits.THREADS.check("threads", threads)
+    threads = int(limits.THREADS.check("threads", threads))
     backend = resolve_backend(backend)
     if path is None:
         if not DEFAULT_MODEL.exists():
@@ -284,6 +288,10 @@ def _open_session(path: Path, threads: int, backend: str = ONNXRUNTIME) -> Sessi
     that do not spin between hops."""
     if backend != ONNXRUNTIME:
         return NumpySession(path)
+    try:  # as the numpy backend does: a file of zeros or a cut-off download is refused at once
+        check_model_file(path)
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"{path}: not a loadable ONNX model ({exc})") from None
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -316,7 +324,7 @@ def _check_contract(session: Session, path: Path) -> ModelInfo:
             f"{path}: inputs are {[i.name for i in inputs]}; the contract wants one input "
             f"{INPUT_NAME!r} [batch, samples] float32"
         )
-    if inputs[0].type != "tensor(float)" or len(inputs[0].shape) != 2:
+    if inputs[0].type != FLOAT32_TYPE or len(inputs[0].shape) != 2:
         raise ModelError(
             f"{path}: input {INPUT_NAME!r} is {inputs[0].type} {inputs[0].shape}, "
             "not float32 [batch, samples]"
@@ -327,6 +335,10 @@ def _check_contract(session: Session, path: Path) -> ModelInfo:
     for name in (OUTPUT_ADV, OUTPUT_EMBEDDING):
         if name in outputs and len(outputs[name].shape) != 2:
             raise ModelError(f"{path}: output {name!r} has shape {outputs[name].shape}, not 2-D")
+    try:
+        check_float32_outputs(outputs.values(), (OUTPUT_ADV, OUTPUT_EMBEDDING))
+    except ValueError as exc:
+        raise ModelError(f"{path}: {exc}") from None
     adv_size = outputs[OUTPUT_ADV].shape[1]
     if isinstance(adv_size, int) and adv_size != 3:
         raise ModelError(f"{path}: output {OUTPUT_ADV!r} has {adv_size} values, not 3 (A, D, V)")

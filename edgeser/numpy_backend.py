@@ -23,7 +23,7 @@ import numpy as np
 
 from .errors import ModelError
 from .numpy_ops import EXACT, FUSED_OPS, OPS, Arrays, ConvShape
-from .onnx_reader import DTYPES, Node, Tensor, read_model
+from .onnx_reader import DTYPES, Node, Tensor, read_model_file
 
 MIN_OPSET = 13
 
@@ -53,7 +53,7 @@ class NumpySession:
     def __init__(self, path: str | Path) -> None:
         path = Path(path)
         try:
-            model = read_model(path.read_bytes())
+            model = read_model_file(path)
         except (OSError, ValueError) as exc:
             raise ModelError(f"{path}: not a loadable ONNX model ({exc})") from None
         opset = model.opsets.get("", model.opsets.get("ai.onnx", 0))

@@ -7,10 +7,16 @@ initializers (``raw_data`` or the typed ``*_data`` fields, packed or not), and t
 outputs with their element types and shapes. Anything else is skipped; what the backend cannot
 represent (external tensor data, sparse initializers, subgraph attributes) is a ``ValueError``
 naming it, which the backend turns into a ``ModelError``.
+
+``read_model_file`` first walks the file's top-level fields with seeks (``check_model_file``),
+so that what is no protobuf message (a file of zeros: field number 0) or one cut short (a
+half-finished download: a field running past the end) is refused after a few reads, before
+the file is read into memory.
 """
 
 from __future__ import annotations
 
+import os
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -39,6 +45,9 @@ TYPE_NAMES = {
 }  # fmt: skip
 _INT32_FIELD_TYPES = (2, 3, 4, 5, 6, 9, 10)  # stored in int32_data (float16 as its bits)
 _VARINT, _FIXED64, _BYTES, _FIXED32 = 0, 1, 2, 5
+_FIXED_SIZES = {_FIXED64: 8, _FIXED32: 4}
+MAX_MODEL_BYTES = 2**31 - 1  # protobuf's limit on one message: a larger file is no ONNX model
+MAX_TOP_LEVEL_FIELDS = 10_000  # a ModelProto has a few dozen (metadata, opsets, functions)
 
 
 @dataclass
@@ -87,6 +96,65 @@ class ModelProto:
     graph: Graph = field(default_factory=Graph)
 
 
+def read_model_file(path: str | os.PathLike[str]) -> ModelProto:
+    """Decode an ONNX file (``read_model``) once ``check_model_file`` has found it whole."""
+    check_model_file(path)
+    with open(path, "rb") as f:
+        return read_model(f.read())
+
+
+def check_model_file(path: str | os.PathLike[str]) -> None:
+    """ValueError naming the byte where the file stops being a protobuf message: its top-level
+    fields must have valid keys and tile the file exactly. Reads a few bytes per field and
+    seeks over the rest, so a 2 GB file of zeros or a cut-off download costs milliseconds."""
+    with open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        if size == 0:
+            raise ValueError("the file is empty")
+        if size > MAX_MODEL_BYTES:
+            raise ValueError(f"{size} bytes is more than one protobuf message can hold (2 GiB)")
+        pos = fields = 0
+        while pos < size:
+            fields += 1
+            if fields > MAX_TOP_LEVEL_FIELDS:
+                raise ValueError(f"more than {MAX_TOP_LEVEL_FIELDS} top-level fields")
+            f.seek(pos)
+            head = memoryview(f.read(20))  # a key and a length: two varints of <= 10 bytes
+            try:
+                key, at = _varint(head, 0)
+                _check_key(key)
+                wire = key & 7
+                if wire == _BYTES:
+                    length, at = _varint(head, at)
+                elif wire == _VARINT:
+                    _, at = _varint(head, at)
+                    length = 0
+                else:
+                    length = _FIXED_SIZES[wire]
+            except IndexError as exc:
+                if pos + len(head) < size:  # the varint itself is malformed
+                    raise ValueError(f"byte {pos}: {exc}") from None
+                raise ValueError(f"the file is cut short in the field at byte {pos}") from None
+            except ValueError as exc:
+                raise ValueError(f"byte {pos}: {exc}") from None
+            pos += at + length
+            if pos > size:
+                raise ValueError(
+                    f"the file is cut short: field {key >> 3} at byte {pos - at - length} "
+                    f"runs to byte {pos}, the file ends at {size} (an unfinished download?)"
+                )
+
+
+def _check_key(key: int) -> None:
+    """ValueError unless a field's ``key`` has a field number and a wire type that proto3
+    messages use (a run of zero bytes reads as field number 0)."""
+    number, wire = key >> 3, key & 7
+    if number == 0:
+        raise ValueError("field number 0: not a protobuf message (zeros?)")
+    if wire not in (_VARINT, _FIXED64, _BYTES, _FIXED32):
+        raise ValueError(f"wire type {wire} (field {number}) is not a proto3 field")
+
+
 def read_model(data: bytes) -> ModelProto:
     """Decode an ONNX file's bytes; ValueError when they are not a readable ModelProto."""
     try:
@@ -104,6 +172,7 @@ def _fields(buf: memoryview) -> Iterator[tuple[int, int, Any]]:
     pos, end = 0, len(buf)
     while pos < end:
         key, pos = _varint(buf, pos)
+        _check_key(key)
         number, wire = key >> 3, key & 7
         if wire == _VARINT:
             value, pos = _varint(buf, pos)
@@ -112,12 +181,11 @@ def _fields(buf: memoryview) -> Iterator[tuple[int, int, Any]]:
             if pos + size > end:
                 raise IndexError("length-delimited field runs past the end")
             value, pos = buf[pos : pos + size], pos + size
-        elif wire == _FIXED32:
-            value, pos = bytes(buf[pos : pos + 4]), pos + 4
-        elif wire == _FIXED64:
-            value, pos = bytes(buf[pos : pos + 8]), pos + 8
         else:
-            raise IndexError(f"unsupported wire type {wire}")
+            size = _FIXED_SIZES[wire]
+            if pos + size > end:
+                raise IndexError("fixed-size field runs past the end")
+            value, pos = bytes(buf[pos : pos + size]), pos + size
         yield number, wire, value
 
 

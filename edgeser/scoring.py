@@ -16,7 +16,7 @@ from .audio import too_short
 from .contract import SAMPLE_RATE
 from .levels import MIN_SIGNAL_FRAMES, NO_SIGNAL, FrameLevels, signal_frames
 from .readings import Reading
-from .vad import VoiceGate
+from .vad import GateSpec, as_voice_gate
 
 ScoreWindow = Callable[[np.ndarray, float], Reading]
 
@@ -114,8 +114,9 @@ class WindowScorer:
         window_s: float,
         hop_s: float,
         min_samples: int,
-        vad: VoiceGate | None = None,
+        vad: GateSpec = None,
     ) -> None:
+        vad = as_voice_gate(vad)  # a name, True/False: see edgeser.vad; ConfigError if no gate
         self._score_window = score_window
         self._windows = SlidingWindows(round(window_s * SAMPLE_RATE), round(hop_s * SAMPLE_RATE))
         self._levels = FrameLevels(window_s + (vad.history_s if vad is not None else 0.0))

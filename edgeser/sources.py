@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import math
 import os
 import select
 import subprocess
@@ -25,7 +24,7 @@ import numpy as np
 from . import capture, limits
 from .audio import check_rate, read_blocks
 from .capture import HEADER, OVERFLOW, READY
-from .errors import AudioError, ConfigError, DeviceError
+from .errors import AudioError, DeviceError
 
 logger = logging.getLogger(__name__)
 
@@ -132,7 +131,7 @@ class FileSource(BlockSource):
         realtime: bool = False,
         block_s: float = DEFAULT_BLOCK_S,
     ) -> None:
-        limits.BLOCK_S.check("block_s", block_s)
+        block_s = limits.BLOCK_S.check("block_s", block_s)
         rate, blocks = read_blocks(path, block_s)
         super().__init__(blocks, rate, realtime)
         self.path = path
@@ -160,9 +159,9 @@ class DeviceSource:
         watchdog_s: float = 2.0,
         retry_s: float = 1.0,
     ) -> None:
-        if not 0 < watchdog_s < math.inf or not 0 < retry_s < math.inf:
-            raise ConfigError(f"watchdog_s and retry_s must be positive: {watchdog_s}, {retry_s}")
-        limits.BLOCK_S.check("block_s", block_s)
+        watchdog_s = limits.WAIT_S.check("watchdog_s", watchdog_s)
+        retry_s = limits.WAIT_S.check("retry_s", retry_s)
+        block_s = limits.BLOCK_S.check("block_s", block_s)
         self.device, self.name, rate = _find_in_child(device)
         try:
             self.sampling_rate = check_rate(rate)

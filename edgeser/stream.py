@@ -32,11 +32,11 @@ import numpy as np
 
 from . import limits
 from .audio import StreamingResampler, as_mono_float32
-from .errors import AudioError, ConfigError, EdgeserError
+from .errors import AudioError, EdgeserError
 from .model import DEFAULT_VAD, Model
 from .readings import Reading, smoothed
 from .sources import AudioSource, DeviceSource, frame_count
-from .vad import VoiceGate
+from .vad import GateSpec
 
 logger = logging.getLogger(__name__)
 
@@ -84,7 +84,8 @@ class Stream:
 
     ``source`` is a ``DeviceSource`` (None: the default input device), a ``FileSource`` or a
     ``BlockSource``. ``window``/``hop`` in seconds default to the model's. ``vad`` gates
-    windows (None: score every window). ``smoothing`` is an EMA factor in (0, 1] applied to
+    windows: a gate, its name ("noise-floor", "energy"), True (the default gate) or False/None
+    (score every window). ``smoothing`` is an EMA factor in (0, 1] applied to
     consecutive voiced readings (1 or None: no smoothing). ``max_pending`` blocks wait for the
     worker before a live source's blocks are dropped; at most ``max_readings`` readings of a
     live source wait for a consumer that iterates, the oldest are dropped beyond that.
@@ -97,17 +98,16 @@ class Stream:
         *,
         window: float | None = None,
         hop: float | None = None,
-        vad: VoiceGate | None = DEFAULT_VAD,
+        vad: GateSpec = DEFAULT_VAD,
         smoothing: float | None = None,
         callback: Callable[[Reading], object] | None = None,
         max_pending: int = 64,
         max_readings: int = 8,
     ) -> None:
         if smoothing is not None:
-            limits.SMOOTHING.check("smoothing", smoothing)
-        limits.MAX_PENDING.check("max_pending", max_pending)
-        if max_readings < 1:
-            raise ConfigError(f"max_readings must be at least 1, got {max_readings}")
+            smoothing = limits.SMOOTHING.check("smoothing", smoothing)
+        max_pending = int(limits.MAX_PENDING.check("max_pending", max_pending))
+        max_readings = int(limits.MAX_READINGS.check("max_readings", max_readings))
         self.source = DeviceSource() if source is None else source
         self.stats = StreamStats()
         self.error: BaseException | None = None

@@ -12,11 +12,16 @@ history per stream, so a window gets the same verdict from ``score_file``, a ``S
   noise of any level stays near its floor; speech 30 dB quieter is found all the same. Babble
   (other voices) is speech to it: it cannot tell a foreground voice from background talkers.
 - ``EnergyVad`` is the fixed gate: a frame counts when its level reaches ``threshold_db`` dBFS.
+
+Wherever a gate is taken (``score_file``, ``scorer``, ``Stream``, the TOML key ``vad``), it may
+be given as a gate object, by name (``"noise-floor"``, ``"energy"``: default settings), as True
+(the default gate) or as False / None (no gate): ``as_voice_gate``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from math import inf
 from typing import Protocol
 
 import numpy as np
@@ -24,6 +29,16 @@ import numpy as np
 from .contract import SAMPLE_RATE
 from .errors import ConfigError
 from .levels import FRAME_HOP, SILENCE_DB, frame_levels_db
+from .limits import (
+    FLOOR_S,
+    MARGIN_DB,
+    SHARE,
+    SMOOTH_FRAMES,
+    VAD_THRESHOLD_DB,
+    Range,
+    number,
+    shown,
+)
 
 
 class VoiceGate(Protocol):
@@ -37,10 +52,11 @@ class VoiceGate(Protocol):
         ...
 
 
-def _check_share(min_voiced: float) -> None:
-    """``min_voiced`` must be a share of frames in (0, 1]."""
-    if not 0.0 < min_voiced <= 1.0:
-        raise ConfigError(f"min_voiced must be in (0, 1], got {min_voiced}")
+def _check_settings(gate: object, ranges: dict[str, Range]) -> None:
+    """Check a frozen gate's numeric settings against ``ranges`` (ConfigError naming the
+    first one outside), and store each as the Python number it equals."""
+    for name, allowed in ranges.items():
+        object.__setattr__(gate, name, allowed.check(name, getattr(gate, name)))
 
 
 def _enough(speech: np.ndarray, inside: int, min_voiced: float) -> bool:
@@ -60,13 +76,11 @@ class NoiseFloorVad:
     smooth_frames: int = 5  # 50 ms
 
     def __post_init__(self) -> None:
-        _check_share(self.min_voiced)
-        if not np.isfinite(self.margin_db) or self.margin_db < 0:
-            raise ConfigError(f"margin_db must be a finite number >= 0, got {self.margin_db}")
-        if not np.isfinite(self.floor_s) or self.floor_s <= 0:
-            raise ConfigError(f"floor_s must be positive, got {self.floor_s}")
-        if self.smooth_frames < 1:
-            raise ConfigError(f"smooth_frames must be at least 1, got {self.smooth_frames}")
+        _check_settings(
+            self,
+            {"min_voiced": SHARE, "margin_db": MARGIN_DB, "floor_s": FLOOR_S,
+             "smooth_frames": SMOOTH_FRAMES},
+        )  # fmt: skip
 
     @property
     def history_s(self) -> float:
@@ -121,9 +135,7 @@ class EnergyVad:
     min_voiced: float = 0.1
 
     def __post_init__(self) -> None:
-        _check_share(self.min_voiced)
-        if not np.isfinite(self.threshold_db):
-            raise ConfigError(f"threshold_db must be a finite number, got {self.threshold_db}")
+        _check_settings(self, {"min_voiced": SHARE, "threshold_db": VAD_THRESHOLD_DB})
 
     @property
     def history_s(self) -> float:
@@ -140,3 +152,42 @@ class EnergyVad:
         """The verdict on a 16 kHz window."""
         levels = frame_levels_db(window)
         return self.voiced(levels, levels.size)
+
+
+GATES: dict[str, type[NoiseFloorVad] | type[EnergyVad]] = {
+    "noise-floor": NoiseFloorVad,
+    "energy": EnergyVad,
+}
+DEFAULT_GATE = "noise-floor"
+# What a caller may pass as a gate (see the module doc).
+GateSpec = VoiceGate | str | bool | None
+
+
+def gate_class(name: str) -> type[NoiseFloorVad] | type[EnergyVad]:
+    """The gate called ``name`` (case and ``_``/``-`` aside); ConfigError listing the names."""
+    key = name.strip().lower().replace("_", "-")
+    if key not in GATES:
+        raise ConfigError(
+            f"vad must be a gate name ({', '.join(GATES)}), got {name!r}; "
+            "False or None for no gate"
+        )
+    return GATES[key]
+
+
+def as_voice_gate(vad: object) -> VoiceGate | None:
+    """The gate ``vad`` asks for (see the module doc): None for no gate; ConfigError, at the
+    call, for anything that is no gate (a number, a list, an object without ``voiced``)."""
+    if vad is None or vad is False:
+        return None
+    if vad is True:
+        return GATES[DEFAULT_GATE]()
+    if isinstance(vad, str):
+        return gate_class(vad)()
+    history_s = number(getattr(vad, "history_s", None))
+    if callable(getattr(vad, "voiced", None)) and history_s is not None and 0 <= history_s < inf:
+        return vad  # type: ignore[return-value]  # it has what a scorer asks of a gate
+    raise ConfigError(
+        f"vad must be a voice gate (NoiseFloorVad(), EnergyVad(), or an object with voiced() "
+        f"and history_s), a gate name ({', '.join(GATES)}), True, False or None; "
+        f"got {shown(vad)}"
+    )

@@ -37,7 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
         "(model.safetensors + config.json), or a hub id such as audeering/wav2small",
     )
     p.add_argument("--out", metavar="DIR", type=nonempty_path,
-                   help="output folder (must not exist unless --force)")  # fmt: skip
+                   help="output folder (must not exist unless --force; "
+                   "default: runs/export/NAME)")  # fmt: skip
     p.add_argument("--config", metavar="TOML", type=nonempty_path,
                    help="settings file (flags override it)")  # fmt: skip
     p.add_argument("--name", help="file stem of the outputs (default: the checkpoint's stem)")

@@ -12,6 +12,10 @@ from edgeser.config import read_toml
 from edgeser.contract import MIN_SECONDS
 from edgeser.errors import ConfigError, EdgeserError
 
+# Where the files go without --out: beside the other long jobs' output in runs/, so that an
+# export from a clone leaves nothing untracked in it.
+DEFAULT_OUT = Path("runs") / "export"
+
 
 class ExportError(EdgeserError):
     """Export cannot go on: bad checkpoint, calibration audio or output folder, or a file
@@ -23,7 +27,7 @@ class ExportConfig:
     """Everything ``edgeser-export`` needs: where from, where to, and how strict to be."""
 
     checkpoint: Path
-    out: Path
+    out: Path | None = None  # None: DEFAULT_OUT / <stem>, under runs/ (which git ignores)
     name: str = ""  # file stem of the outputs; empty: the checkpoint's stem
     int8: bool = False
     calibration: tuple[Path, ...] = ()  # folders, audio files or manifest CSVs
@@ -47,7 +51,8 @@ class ExportConfig:
     def __post_init__(self) -> None:
         """Coerce paths and check ranges so a bad value fails here, by name."""
         object.__setattr__(self, "checkpoint", Path(self.checkpoint))
-        object.__setattr__(self, "out", Path(self.out))
+        out = DEFAULT_OUT / self.stem if self.out is None else Path(self.out)
+        object.__setattr__(self, "out", out)
         sources = self.calibration
         sources = [sources] if isinstance(sources, (str, Path)) else sources
         object.__setattr__(self, "calibration", tuple(Path(p) for p in sources))
@@ -93,9 +98,8 @@ class ExportConfig:
                 f"unknown export setting(s): {', '.join(unknown)} "
                 f"(known: {', '.join(sorted(types))})"
             )
-        missing = [k for k in ("checkpoint", "out") if k not in values]
-        if missing:
-            raise ConfigError(f"missing export setting(s): {', '.join(missing)}")
+        if "checkpoint" not in values:
+            raise ConfigError("missing export setting(s): checkpoint")
         for key, value in values.items():
             if not _fits(value, types[key]):
                 raise ConfigError(f"export setting {key} = {value!r} is not a {types[key]}")
@@ -119,7 +123,7 @@ def _fits(value: Any, annotation: str) -> bool:
         return isinstance(value, int) and not isinstance(value, bool)
     if annotation == "float":
         return isinstance(value, (int, float)) and not isinstance(value, bool)
-    if annotation in ("str", "Path"):
+    if annotation in ("str", "Path", "Path | None"):
         return isinstance(value, (str, Path))
     if annotation == "tuple[Path, ...]":
         return isinstance(value, (list, tuple)) and all(isinstance(v, (str, Path)) for v in value)

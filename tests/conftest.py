@@ -64,12 +64,24 @@ def build_contract_model(
     embedding: bool = True,
     input_name: str = INPUT_NAME,
     adv_size: int = 3,
+    output_types: dict[str, int] | None = None,
 ) -> Path:
     """Write a tiny ONNX model that follows the contract (or breaks it where asked): mean |x|,
     RMS and peak of the signal through a fixed linear head and a sigmoid give ``adv``; a tanh
-    of the same statistics gives ``embedding``. Standard ops only, opset 17."""
+    of the same statistics gives ``embedding``. ``output_types`` casts outputs by name to
+    another TensorProto type. Standard ops only, opset 17."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
+
+    types = {
+        OUTPUT_ADV: TensorProto.FLOAT,
+        OUTPUT_EMBEDDING: TensorProto.FLOAT,
+        **(output_types or {}),
+    }
+
+    def output(name: str) -> str:
+        """The name the float result of ``name`` is computed under (cast after, if asked)."""
+        return name if types[name] == TensorProto.FLOAT else f"{name}_float"
 
     head = np.resize(TINY_HEAD, (3, adv_size)).astype(np.float32)
     bias = np.resize(TINY_BIAS, adv_size).astype(np.float32)
@@ -83,21 +95,26 @@ def build_contract_model(
         helper.make_node("Concat", ["mean_abs", "rms", "peak"], ["stats"], axis=1),
         helper.make_node("MatMul", ["stats", "head"], ["logits_nobias"]),
         helper.make_node("Add", ["logits_nobias", "bias"], ["logits"]),
-        helper.make_node("Sigmoid", ["logits"], [OUTPUT_ADV]),
+        helper.make_node("Sigmoid", ["logits"], [output(OUTPUT_ADV)]),
     ]
     inits = [numpy_helper.from_array(head, "head"), numpy_helper.from_array(bias, "bias")]
-    outputs = [helper.make_tensor_value_info(OUTPUT_ADV, TensorProto.FLOAT, ["batch", adv_size])]
+    outputs = [helper.make_tensor_value_info(OUTPUT_ADV, types[OUTPUT_ADV], ["batch", adv_size])]
     if embedding:
         nodes += [
             helper.make_node("MatMul", ["stats", "embed"], ["embed_pre"]),
-            helper.make_node("Tanh", ["embed_pre"], [OUTPUT_EMBEDDING]),
+            helper.make_node("Tanh", ["embed_pre"], [output(OUTPUT_EMBEDDING)]),
         ]
         inits.append(numpy_helper.from_array(TINY_EMBED, "embed"))
         outputs.append(
             helper.make_tensor_value_info(
-                OUTPUT_EMBEDDING, TensorProto.FLOAT, ["batch", TINY_EMBEDDING_SIZE]
+                OUTPUT_EMBEDDING, types[OUTPUT_EMBEDDING], ["batch", TINY_EMBEDDING_SIZE]
             )
         )
+    nodes += [
+        helper.make_node("Cast", [output(o.name)], [o.name], to=types[o.name])
+        for o in outputs
+        if output(o.name) != o.name
+    ]
     graph = helper.make_graph(
         nodes,
         "edgeser_tiny_test_model",

@@ -66,7 +66,7 @@ def test_toml_settings_load_with_overrides_and_reject_unknown_or_mistyped_keys(
             "calibration set: x: no such file, folder or manifest",
         ),
         (lambda d, ckpt: [str(ckpt), "--out", str(d)], "exists; pass --force"),
-        (lambda d, ckpt: [str(ckpt)], "missing export setting(s): out"),
+        (lambda d, ckpt: [], "missing export setting(s): checkpoint"),
         (lambda d, ckpt: [str(ckpt), "--out", str(d / "o"), "--hop", "9"], "hop_s <= window_s"),
     ],
 )
@@ -92,6 +92,25 @@ def test_cli_force_writes_into_an_existing_folder_and_prints_the_table(
     assert lines[0].split() == ["file", "size", "parity"]
     assert [line.split()[0] for line in lines[1:]] == ["w2s2.onnx", "w2s2.json"]
     assert sorted(p.name for p in out.iterdir()) == ["w2s2.json", "w2s2.onnx"]
+
+
+def test_without_out_the_files_go_under_runs_which_git_ignores(
+    untrained: Path, tmp_path: Path, monkeypatch, capsys
+) -> None:
+    """The README's export command in a clone leaves nothing untracked (it wrote models/)."""
+    clone = tmp_path / "clone"
+    clone.mkdir()
+    monkeypatch.chdir(clone)
+    assert main([str(untrained)]) == 0
+    written = sorted(p.relative_to(clone).as_posix() for p in clone.rglob("*") if p.is_file())
+    folder = "runs/export/untrained"
+    assert written == [f"{folder}/untrained.json", f"{folder}/untrained.onnx"]
+    repo = Path(__file__).resolve().parents[1]
+    ignored = subprocess.run(
+        ["git", "-C", str(repo), "check-ignore", "--no-index", *written],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert ignored.stdout.split() == written, f"not all ignored by {repo}/.gitignore"
 
 
 def test_console_script_refuses_an_unknown_checkpoint_without_a_traceback(tmp_path: Path) -> None:

@@ -307,6 +307,22 @@ def test_graph_refuses_other_models_and_unsupported_windows(exported, backend, t
     assert IncrementalGraph.beside(lonely, lambda p: _open_session(p, 1, backend)) is None
 
 
+def test_graph_with_a_non_float32_output_is_refused(exported, backend, tmp_path) -> None:
+    _, graph = exported
+    proto = onnx.load(graph.path)
+    adv = next(o for o in proto.graph.output if o.name == "adv")
+    for node in proto.graph.node:
+        node.output[:] = ["adv_float" if name == "adv" else name for name in node.output]
+    proto.graph.node.append(
+        onnx.helper.make_node("Cast", ["adv_float"], ["adv"], to=onnx.TensorProto.INT64)
+    )
+    adv.type.tensor_type.elem_type = onnx.TensorProto.INT64
+    path = tmp_path / "int.stream.onnx"
+    onnx.save(proto, path)
+    with pytest.raises(ModelError, match=r"output 'adv' is tensor\(int64\)"):
+        IncrementalGraph(_open_session(path, 1, backend), path, graph.spec)
+
+
 def test_export_writes_the_streaming_graph_and_load_uses_it(tmp_path: Path) -> None:
     """edgeser-export of a streamable student writes ``.stream.onnx`` beside the model, and
     ``edgeser.load`` (either backend) hands Streams the incremental scorer, with the readings

@@ -4,6 +4,7 @@ it cannot run, and parity with onnxruntime on the bundled model and the test mod
 from __future__ import annotations
 
 import platform
+import time
 from pathlib import Path
 
 import numpy as np
@@ -112,6 +113,18 @@ def test_reader_refuses_what_is_not_onnx(tmp_path, data):
     path.write_bytes(data)
     with pytest.raises(ModelError, match="not a loadable ONNX model"):
         NumpySession(path)
+
+
+def test_reader_refuses_zeros_inside_a_field_at_once():
+    """A graph field of 20 MB of zeros: the first nested key is field number 0 (the reader
+    had walked all of them, 10 million empty varint fields)."""
+    size = 20 << 20
+    length = bytes([(size >> s & 0x7F) | (0x80 if size >> s + 7 else 0) for s in range(0, 28, 7)])
+    data = b"\x08\x08" + b"\x3a" + length + bytes(size)
+    began = time.perf_counter()
+    with pytest.raises(ValueError, match="field number 0"):
+        read_model(data)
+    assert time.perf_counter() - began < 0.5
 
 
 # -- operators and arithmetic --------------------------------------------------------------------

@@ -161,3 +161,17 @@ def test_budget_table_lists_every_pi_with_needed_macs():
     assert len(rows) == len(PI_CORES) + 1  # header + one per Pi
     assert "| Pi 5 | Cortex-A76 2.4 GHz | 233 MMAC/s | ~1% | 931 MMAC/s | ~4% |" in table
     assert "232.7M MACs per 3 s window" in table
+
+
+def test_parity_runs_where_onnxruntime_is_not_installed(monkeypatch):
+    """ARMv6 (armel) has no onnxruntime: parity.py reports it absent instead of failing."""
+    from importlib import metadata
+
+    from benchmarks.pi import parity
+
+    def absent(name: str):
+        raise metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(parity.metadata, "distribution", absent)
+    assert parity.onnxruntime_source() is None
+    assert report.onnxruntime_build({"versions": {"onnxruntime": None}}) == "absent"

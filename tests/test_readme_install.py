@@ -4,12 +4,16 @@ runtime needs."""
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
 import shutil
 import subprocess
 import sys
+import tarfile
 import zipfile
+from importlib import metadata
+from pathlib import Path
 
 try:
     import tomllib
@@ -18,6 +22,8 @@ except ModuleNotFoundError:  # Python 3.10
 
 import pytest
 from conftest import REPO
+from packaging.requirements import Requirement
+from packaging.version import Version
 
 INSTALL_PAGE = (REPO / "docs" / "getting-started.md").read_text(encoding="utf-8")
 DOCS = "\n".join(
@@ -25,11 +31,14 @@ DOCS = "\n".join(
 )
 CPU_INDEX = "--index-url https://download.pytorch.org/whl/cpu"
 NOT_ON_AN_INDEX = "`pip install edgeser` finds nothing"
+PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())
+BUILD_REQUIRES = {
+    Requirement(line).name: Requirement(line).specifier
+    for line in PYPROJECT["build-system"]["requires"]
+}
 RUNTIME_REQUIREMENTS = {
     re.split(r"[<>=!~; \[]", requirement, maxsplit=1)[0]
-    for requirement in tomllib.loads((REPO / "pyproject.toml").read_text())["project"][
-        "dependencies"
-    ]
+    for requirement in PYPROJECT["project"]["dependencies"]
 }
 
 
@@ -67,14 +76,46 @@ def test_no_install_line_asks_an_index_for_edgeser():
             ), argument
 
 
-@pytest.mark.slow
-def test_the_wheel_the_readme_builds_holds_the_model_teacher_and_commands(tmp_path):
+def _source_tree(tmp_path: Path) -> Path:
+    """What a build of the clone reads (pyproject, README, LICENSE, the three packages),
+    copied to ``tmp_path/src`` so that the build leaves nothing in the clone."""
     source = tmp_path / "src"
     source.mkdir()
-    for name in ("pyproject.toml", "README.md"):
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
         shutil.copy(REPO / name, source / name)
     for name in ("edgeser", "distill", "export"):
         shutil.copytree(REPO / name, source / name, ignore=shutil.ignore_patterns("__pycache__"))
+    return source
+
+
+@pytest.mark.slow
+def test_python_m_build_prints_no_warning(tmp_path):
+    """`python -m build` (sdist, then the wheel from it) as a user runs it: no deprecation of
+    the license table, no data folder missing from ``packages``, no other warning."""
+    floor = BUILD_REQUIRES["setuptools"]
+    if Version(metadata.version("setuptools")) not in floor:
+        pytest.skip(f"setuptools {metadata.version('setuptools')} here; the build needs {floor}")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}  # a user's
+    built = subprocess.run(
+        [sys.executable, "-m", "build", "--no-isolation", "-o", str(tmp_path / "dist"),
+         str(_source_tree(tmp_path))],
+        capture_output=True, text=True, timeout=300, env=env,
+    )  # fmt: skip
+    output = built.stdout + built.stderr
+    assert built.returncode == 0, output[-2000:]
+    warnings = [line for line in output.splitlines() if "warn" in line.lower()]
+    assert not warnings, "\n".join(warnings)
+    (wheel,) = (tmp_path / "dist").glob("edgeser-*-py3-none-any.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    assert "edgeser-0.1.0.dist-info/licenses/LICENSE" in names
+    (sdist,) = (tmp_path / "dist").glob("edgeser-*.tar.gz")
+    with tarfile.open(sdist) as archive:
+        assert "edgeser-0.1.0/distill/weights/reference_teacher.pt" in archive.getnames()
+
+
+@pytest.mark.slow
+def test_the_wheel_the_readme_builds_holds_the_model_teacher_and_commands(tmp_path):
+    source = _source_tree(tmp_path)
     built = subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
          "-w", str(tmp_path / "dist"), str(source)],

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import math
+import subprocess
+import time
+import tracemalloc
 
 import numpy as np
 import pytest
@@ -11,6 +14,7 @@ from conftest import TINY_BIAS, TINY_EMBEDDING_SIZE, TINY_HEAD, tiny_model_info,
 import edgeser
 from edgeser.audio import read_audio
 from edgeser.contract import META_LABELS, META_MODEL_CARD, MIN_SAMPLES, SAMPLE_RATE
+from edgeser.model import DEFAULT_MODEL
 
 pytestmark = pytest.mark.usefixtures("use_backend")  # each test on both backends
 
@@ -70,6 +74,56 @@ def test_model_lacking_the_contract(contract_model_factory, request, kwargs, mes
     path = contract_model_factory(f"broken-{request.node.callspec.id}.onnx", **kwargs)
     with pytest.raises(edgeser.ModelError, match=message):
         edgeser.load(path)
+
+
+@pytest.mark.parametrize(
+    ("output", "elem_type", "type_name"),
+    [("adv", 7, "int64"), ("adv", 11, "double"), ("embedding", 7, "int64"), ("adv", 10, "float16")],
+)
+def test_model_with_a_non_float32_output_is_refused(
+    contract_model_factory, backend, output, elem_type, type_name
+):
+    path = contract_model_factory(f"{output}-{type_name}.onnx", output_types={output: elem_type})
+    with pytest.raises(edgeser.ModelError, match=rf"output '{output}' is tensor\({type_name}\)"):
+        edgeser.load(path, backend=backend)
+
+
+def _refused_at_once(path, backend) -> str:
+    """The ModelError's message of loading ``path``, asserting that it came within 0.5 s and
+    without reading the file into memory (Python's allocations stay under 8 MB)."""
+    tracemalloc.start()
+    began = time.perf_counter()
+    try:
+        with pytest.raises(edgeser.ModelError, match="not a loadable ONNX model") as caught:
+            edgeser.load(path, backend=backend)
+        elapsed = time.perf_counter() - began
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert elapsed < 0.5, f"{elapsed:.2f} s"
+    assert peak < 8 << 20, f"{peak / 2**20:.0f} MB allocated"
+    return str(caught.value)
+
+
+@pytest.mark.parametrize(("size", "message"), [("2G", "2 GiB"), ("1G", "field number 0")])
+def test_a_sparse_file_of_zeros_is_refused_at_once(tmp_path, backend, size, message):
+    path = tmp_path / "zeros.onnx"
+    subprocess.run(["truncate", "-s", size, str(path)], check=True)
+    assert message in _refused_at_once(path, backend)
+
+
+@pytest.mark.parametrize("share", [0.5, 0.999, 0.0001])
+def test_a_cut_off_download_of_the_real_model_is_refused_at_once(tmp_path, backend, share):
+    data = DEFAULT_MODEL.read_bytes()
+    path = tmp_path / "half.onnx"
+    path.write_bytes(data[: max(1, round(share * len(data)))])
+    assert "cut short" in _refused_at_once(path, backend)
+
+
+def test_trailing_zeros_after_a_real_model_are_refused(tmp_path, backend):
+    path = tmp_path / "padded.onnx"
+    path.write_bytes(DEFAULT_MODEL.read_bytes() + bytes(1 << 20))
+    assert "field number 0" in _refused_at_once(path, backend)
 
 
 @pytest.mark.parametrize("threads", [0, -1, 1.5, True])

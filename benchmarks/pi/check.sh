@@ -7,14 +7,29 @@
 #   sudo benchmarks/pi/check.sh          # first run ~20-30 min (debootstrap, apt, pip), then ~2 min
 #   EDGESER_PI_STORE=/some/dir benchmarks/pi/check.sh  # where userlands live (not the repo)
 #   PYTHON=/path/to/venv/bin/python ...  # the host Python with edgeser installed (x86 reference)
+#   EDGESER_PI_USERLANDS=armel ...       # only these Debian arches (default: all of USERLANDS)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 STORE=${EDGESER_PI_STORE:-/var/cache/edgeser-pi}
 PYTHON=${PYTHON:-python3}
 CHROOT=$(command -v chroot)  # env -i below gives the userland a Pi user's PATH
-SUITE=trixie
-# userland = Debian arch : Pi OS flavour (docs block) : Pi cores to run under
-USERLANDS=("arm64:pi-64bit:cortex-a72 cortex-a53 cortex-a76" "armhf:pi-32bit:cortex-a7")
+# userland = Debian arch : Pi OS flavour (docs block) : Pi cores to run under. armel (ARMv5TE
+# and later, soft float) is the Debian architecture that runs on ARMv6 (Pi 1, Zero, Zero W):
+# no onnxruntime and no soxr there, so the numpy backend and resampler run (docs block pi-armv6).
+USERLANDS=("arm64:pi-64bit:cortex-a72 cortex-a53 cortex-a76" "armhf:pi-32bit:cortex-a7"
+    "armel:pi-armv6:arm1176")
+if [ -n "${EDGESER_PI_USERLANDS:-}" ]; then
+    chosen=()
+    for entry in "${USERLANDS[@]}"; do
+        [[ " $EDGESER_PI_USERLANDS " == *" ${entry%%:*} "* ]] && chosen+=("$entry")
+    done
+    USERLANDS=("${chosen[@]}")
+fi
+suite() {
+    # The Debian release of arch $1's userland: trixie; bookworm for armel, the 32-bit Pi OS
+    # that ARMv6 boards last got, which has neither python3-onnxruntime nor python3-soxr.
+    if [ "$1" = armel ]; then echo bookworm; else echo trixie; fi
+}
 # Backends parity.py also runs with, besides load's default, where this checkout's
 # edgeser.load takes a `backend` argument (else they are skipped, and the log says so).
 read -ra EXTRA_BACKENDS <<<"${EDGESER_PI_BACKENDS:-numpy}"
@@ -44,13 +59,15 @@ mirror() {
 }
 
 build_userland() {
-    # A minimal Debian for $1 (arch) in $STORE/$SUITE-$1, with a `pi` user; reused once built.
-    local arch=$1 root="$STORE/$SUITE-$1"
+    # A minimal Debian for $1 (arch) in $STORE/RELEASE-$1, with a `pi` user; reused once built.
+    local arch=$1 release root
+    release=$(suite "$1")
+    root="$STORE/$release-$1"
     [ -e "$root/.edgeser-userland" ] && return 0
-    log "building the $SUITE $arch userland in $root (first run: ~10-20 min)"
+    log "building the $release $arch userland in $root (first run: ~10-20 min)"
     rm -rf "$root.tmp"
     nice debootstrap --arch="$arch" --variant=minbase --include=sudo,ca-certificates \
-        "$SUITE" "$root.tmp" "$(mirror)" >"$STORE/debootstrap-$arch.log" 2>&1 \
+        "$release" "$root.tmp" "$(mirror)" >"$STORE/debootstrap-$arch.log" 2>&1 \
         || { log "debootstrap failed: $STORE/debootstrap-$arch.log"; return 1; }
     chroot "$root.tmp" useradd --create-home --shell /bin/bash pi
     [ -e "$root" ] && rm -rf "$root"
@@ -71,11 +88,17 @@ cpuinfo() {
                     part=0xd0b variant=0x4 revision=1 model="Raspberry Pi 5 Model B Rev 1.0" ;;
         cortex-a7)  features="half thumb fastmult vfp edsp neon vfpv3 tls vfpv4 idiva idivt vfpd32 lpae evtstrm"
                     part=0xc07 variant=0x0 revision=5 arch=7 model="Raspberry Pi 2 Model B Rev 1.1" ;;
+        # (an ARM1176's CPUID scheme makes the kernel print architecture 7, as on a real Pi 1)
+        arm1176)    features="half thumb fastmult vfp edsp java tls" part=0xb76 variant=0x0
+                    revision=7 arch=7 model="Raspberry Pi Zero W Rev 1.1" ;;
         *) log "no cpuinfo for $1"; return 1 ;;
     esac
     for n in 0 1 2 3; do
         echo "processor	: $n"
-        [ "$arch" = 7 ] && echo "model name	: ARMv7 Processor rev $revision (v7l)"
+        case $1 in
+            arm1176) echo "model name	: ARMv6-compatible processor rev $revision (v6l)" ;;
+            cortex-a7) echo "model name	: ARMv7 Processor rev $revision (v7l)" ;;
+        esac
         echo "BogoMIPS	: 108.00"
         echo "Features	: $features"
         echo "CPU implementer	: 0x41"
@@ -113,8 +136,8 @@ trap unmount_all EXIT
 
 readme_block() {
     # The fenced block after `<!-- $1 -->` in docs/raspberry-pi.md (as .ci/run reads the test
-    # command from the README).
-    sed -n "/<!-- $1 -->/,/^\`\`\`\$/p" docs/raspberry-pi.md | sed -n '/^```/,/^```/p' | grep -v '^```'
+    # command from the README), or in $EDGESER_PI_README (a draft of those blocks).
+    sed -n "/<!-- $1 -->/,/^\`\`\`\$/p" "${EDGESER_PI_README:-docs/raspberry-pi.md}" | sed -n '/^```/,/^```/p' | grep -v '^```'
 }
 
 checkout_files() {
@@ -254,7 +277,7 @@ done
 status=0
 for entry in "${USERLANDS[@]}"; do  # build, mount and install one userland after the other
     IFS=: read -r arch block cpus <<<"$entry"
-    root="$STORE/$SUITE-$arch"
+    root="$STORE/$(suite "$arch")-$arch"
     build_userland "$arch"
     mount_userland "$root"
     install_checkout "$root" "$block" "${cpus%% *}" || status=1
@@ -262,7 +285,7 @@ done
 jobs=()
 for entry in "${USERLANDS[@]}"; do  # then every core's checks side by side
     IFS=: read -r arch block cpus <<<"$entry"
-    root="$STORE/$SUITE-$arch"
+    root="$STORE/$(suite "$arch")-$arch"
     [ -e "$root/.edgeser-installed" ] || continue
     for cpu in $cpus; do
         core_checks "$root" "$cpu" "$(readme_block "$block" | grep 'edgeser score')" &
@@ -277,6 +300,6 @@ done
 for job in "${jobs[@]}"; do wait "$job" || status=1; done
 unmount_all
 "$PYTHON" -m benchmarks.pi.report --results "$STORE/results" --userlands "${USERLANDS[@]}" \
-    --backends "${backends[@]}" --out benchmarks/PI.md || status=1
-tail -n 1 benchmarks/PI.md
+    --backends "${backends[@]}" --out "${EDGESER_PI_OUT:-benchmarks/PI.md}" || status=1
+tail -n 1 "${EDGESER_PI_OUT:-benchmarks/PI.md}"
 exit "$status"

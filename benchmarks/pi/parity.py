@@ -31,9 +31,13 @@ def versions() -> dict[str, str | None]:
     return found
 
 
-def onnxruntime_source() -> str:
-    """Where onnxruntime came from: a PyPI wheel, a Debian package, or another build."""
-    dist = metadata.distribution("onnxruntime")
+def onnxruntime_source() -> str | None:
+    """Where onnxruntime came from: a PyPI wheel, a Debian package, or another build; None
+    where it is not installed (ARMv6: the numpy backend runs)."""
+    try:
+        dist = metadata.distribution("onnxruntime")
+    except metadata.PackageNotFoundError:
+        return None
     if any("manylinux" in tag for tag in wheel_tags(dist)):
         return "PyPI wheel"
     if "/usr/lib/python3/dist-packages" in str(dist.locate_file("")):

@@ -31,7 +31,10 @@ PI_OF_CORE = {
     "cortex-a72": "Pi 4, 400, CM4",
     "cortex-a76": "Pi 5, 500, CM5",
     "cortex-a7": "Pi 2",
+    "arm1176": "Pi 1, Zero, Zero W",
 }
+# The Debian release of each arch's userland (check.sh's suite()): trixie, bookworm for armel.
+RELEASE_OF_ARCH = {"armel": "bookworm"}
 
 
 @dataclass
@@ -207,7 +210,7 @@ def render(
             + " | ".join(
                 [
                     c.flavour,
-                    f"Debian trixie {c.arch}",
+                    f"Debian {RELEASE_OF_ARCH.get(c.arch, 'trixie')} {c.arch}",
                     f"`{c.core}` ({PI_OF_CORE.get(c.core, '?')})",
                     c.backend,
                     c.check["python"] if c.check else "-",
@@ -231,7 +234,8 @@ def render(
             f"x86 reference on this host ({cpu_model()}, Python {x86['python']}, "
             f"numpy {xv['numpy']}, onnxruntime {xv['onnxruntime']}, soxr {xv['soxr']}).",
             "",
-            "What was checked, per row: a Debian trixie userland built by debootstrap for the Pi "
+            "What was checked, per row: a Debian trixie userland (bookworm for armel, the "
+            "architecture that runs on ARMv6) built by debootstrap for the Pi "
             "OS flavour's architecture, run by qemu-user through binfmt_misc with `QEMU_CPU` set "
             "to the Pi's core (the guest gets that core's instruction set, so code built for a "
             "newer core dies with SIGILL as on the Pi) and a Pi's `/proc/cpuinfo`; this checkout "
@@ -240,7 +244,8 @@ def render(
             "effect under qemu-user, the others as user `pi`); then, as user `pi`, the documented "
             "`~/edgeser-venv/bin/edgeser score examples/speech.wav` and "
             "`benchmarks/pi/parity.py` (`edgeser.load()` of the bundled int8 model, `predict` "
-            "at 16 kHz and at 48 kHz (soxr resampling), `score_file` windows and aggregate, a "
+            "at 16 kHz and at 48 kHz (soxr resampling; numpy's where soxr is absent), `score_file` "
+            "windows and aggregate, a "
             "`Stream` fed by a `FileSource`).",
             "",
             f"Columns `score` to `stream`: the largest |Pi - x86| of the readings (A/D/V); "
@@ -269,7 +274,7 @@ def render(
             "timing; `python -m benchmarks --pi-report` on real hardware does), live audio "
             "through PortAudio (no sound device in the chroot: `Stream` is fed from a file), "
             "the Pi's real kernel, firmware and memory limits, and Pi OS's own package "
-            "archive (Debian's trixie packages stand in for it).",
+            "archive (Debian's packages stand in for it).",
             "",
             "ok" if ok else "FAIL",
             "",
