@@ -162,6 +162,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--out", required=True, type=Path, help="folder of the folds' runs")
     p.add_argument("--name", help="the recipe's name in the report (default: OUT's name)")
     p.add_argument("--steps", type=whole_number(), help="training steps of every fold")
+    p.add_argument("--seed", type=whole_number(),
+                   help="training seed (default: the recipe's); a v1 run with another seed "
+                   "measures how far the seed alone moves the scores")  # fmt: skip
     p.add_argument("--folds", help="comma-separated left-out corpora to run (default: all)")
     p.add_argument("--corpora", help="corpora folder (default: the recipe's)")
     p.add_argument("--corpus-names", default=",".join(CORPORA), help="the LOCO corpora")
@@ -183,6 +186,8 @@ def main(argv: list[str] | None = None) -> int:
     overrides: dict[str, Any] = {"corpora": str(Path(args.corpora or recipe.corpora).resolve())}
     if args.steps:
         overrides["steps"] = args.steps
+    if args.seed is not None:
+        overrides["seed"] = args.seed
     if args.threads:
         overrides["num_threads"] = args.threads
     recipe = dataclasses.replace(recipe, **overrides)

@@ -60,6 +60,7 @@ def recipe_section(name: str, entry: dict[str, Any]) -> list[str]:
     steps = f"{entry['steps']} steps per fold"
     if entry["steps_overridden"]:
         steps += " (`--steps`)"
+    steps += f", seed {entry['config']['seed']}"
     finished = sum(f["status"] == "finished" for f in folds.values())
     lines = [
         "",

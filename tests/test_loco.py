@@ -151,6 +151,7 @@ def test_a_tiny_loco_run_folds_resumes_and_marks_pending_folds(toy, monkeypatch,
     md = (tmp_path / "loco.md").read_text()
     assert "| beta | pending (training step 0 of 2) |" in md
     assert "| **mean** | | pending |" in md and "| alpha | 24 |" in md
+    assert "tiny.toml`, 2 steps per fold, seed 0" in md and "1 of 3 folds finished" in md
 
     assert run() == 0  # alpha is not trained again
     assert calls == [["beta", "gamma"], ["alpha", "gamma"], ["alpha", "beta"]]
