@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 from edgeser.distill import reference_train
-from edgeser.distill.manifest import MANIFEST_COLUMNS, ManifestRow
+from edgeser.distill.manifest import MANIFEST_COLUMNS, ManifestRow, read_manifest
+from edgeser.distill.targets import row_target, valence_class
 
 from benchmarks import loco
 from benchmarks.loco_metrics import (
@@ -21,6 +22,7 @@ from benchmarks.loco_metrics import (
     readings_baseline,
     uar,
 )
+from edgeser.audio import read_audio
 
 TINY_RECIPE = """steps = 2
 batch_size = 4
@@ -182,3 +184,27 @@ def test_bad_folds_and_another_recipe_in_the_same_out_are_one_line_errors(toy, c
     assert run("--report-only") == 0  # records the run: 2 steps
     assert run("--steps", "3", "--report-only") == 2
     assert "made with another recipe (steps differ); use a new --out" in capsys.readouterr().err
+
+
+CORPORA = Path(__file__).resolve().parents[1].parent / "shared" / "corpora"
+
+
+@pytest.mark.corpora
+def test_nemo_reads_and_maps_to_targets_and_loco_classes():
+    """nEMO (Ogg Opus): six categories, all labelled on A/D/V, every clip in the arousal AUC,
+    dev = actors KD0 and SM0, and the audio decodes to 16 kHz float32 like the FLAC corpora."""
+    manifest = CORPORA / "nemo" / "manifest.csv"
+    if not manifest.is_file():
+        pytest.skip(f"{manifest} absent")
+    rows = read_manifest(manifest)
+    emotions = {"anger", "fear", "happiness", "neutral", "sadness", "surprise"}
+    assert {r.emotion for r in rows} == emotions and len(rows) == 4481
+    assert {r.speaker for r in rows if r.split == "dev"} == {"nemo-KD0", "nemo-SM0"}
+    assert all(row_target(r)[1].tolist() == [1.0, 1.0, 1.0] for r in rows)
+    assert all(arousal_class(r) is not None for r in rows)
+    assert sum(valence_class(r) is not None for r in rows) == sum(
+        r.emotion in {"happiness", "anger", "sadness", "fear"} for r in rows
+    )
+    audio, rate = sf.read(rows[0].audio, dtype="float32")
+    assert rate == 16_000 and audio.ndim == 1
+    np.testing.assert_array_equal(read_audio(rows[0].audio), audio)
