@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import datetime
 import json
 import shlex
 import sys
@@ -76,9 +77,10 @@ def score_clips(teacher: Any, audio: list[np.ndarray], what: str) -> TeacherOutp
     )
 
 
-def run_fold(cfg: ReferenceTrainConfig, held_out: str) -> dict[str, Any]:
-    """Train (or resume) the fold that leaves ``held_out`` out and score it; the scores are
-    written to ``metrics.json`` beside the fold's teacher, and read back if already there."""
+def run_fold(cfg: ReferenceTrainConfig, held_out: str, git: str) -> dict[str, Any]:
+    """Train (or resume) the fold that leaves ``held_out`` out and score it; the scores (and
+    ``git``, the commit of the code that ran) are written to ``metrics.json`` beside the fold's
+    teacher, and read back if already there."""
     fold = Path(cfg.weights).parent
     done = fold / "metrics.json"
     if done.is_file():
@@ -119,13 +121,18 @@ def run_fold(cfg: ReferenceTrainConfig, held_out: str) -> dict[str, Any]:
         "eval_seconds": time.time() - started,
         "category_labels": list(labels),
         "baseline_fit_clips": len(fit_rows),
-        "finished_utc": machine_info(REPO)["date_utc"],
+        "finished_utc": utc_now(),
+        "git": git,
     }
     tmp = done.with_suffix(".tmp")
     tmp.write_text(json.dumps(finite_or_null(metrics), indent=2, allow_nan=False) + "\n")
     tmp.replace(done)
     print(f"fold {held_out}: {json.dumps(finite_or_null(scores))}", flush=True)
     return metrics
+
+
+def utc_now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def fold_state(cfg: ReferenceTrainConfig) -> dict[str, Any]:
@@ -216,8 +223,10 @@ def main(argv: list[str] | None = None) -> int:
         return USAGE_ERROR
     configs = {c: fold_config(recipe, c, corpora, out) for c in corpora}
 
+    started = machine_info(REPO)  # the code that runs is the commit checked out now
+
     def report() -> None:
-        entry = {**run, "out": str(out), "machine": machine_info(REPO)}
+        entry = {**run, "out": str(out), "machine": started, "written_utc": utc_now()}
         entry["folds"] = {c: fold_state(cfg) for c, cfg in configs.items()}
         write_report(args.report, name, entry)
 
@@ -227,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(recipe.num_threads)
     for i, held_out in enumerate(folds, 1):
         print(f"=== LOCO {name}: fold {i} of {len(folds)} (left out: {held_out})", flush=True)
-        run_fold(configs[held_out], held_out)
+        run_fold(configs[held_out], held_out, started["git"])
         report()
     return 0
 

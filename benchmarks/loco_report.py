@@ -66,8 +66,9 @@ def recipe_section(name: str, entry: dict[str, Any]) -> list[str]:
         "",
         f"## {name}: `{entry['recipe']}`, {steps}",
         "",
-        f"`{entry['command']}` ({finished} of {len(folds)} folds finished; last written "
-        f"{m['date_utc']}, git {m['git']}, {m['cpu']}; runs in `{entry['out']}`).",
+        f"`{entry['command']}` ({finished} of {len(folds)} folds finished; written "
+        f"{entry.get('written_utc', m['date_utc'])} by the run started {m['date_utc']} at git "
+        f"{m['git']} on {m['cpu']}; its files are in `{entry['out']}`).",
         "",
         "| left out | clips | " + " | ".join(c for c, _ in COLUMNS) + " | selected step "
         "(dev score) | train min |",
