@@ -17,6 +17,7 @@ import dataclasses
 import datetime
 import json
 import shlex
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -131,6 +132,17 @@ def run_fold(cfg: ReferenceTrainConfig, held_out: str, git: str) -> dict[str, An
     return metrics
 
 
+def code_commit(repo: Path, report: list[Path]) -> str:
+    """HEAD's short hash, ``+dirty`` if the tree has changes other than the report files this
+    run rewrites itself (the commit of the code that scores the folds)."""
+    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=repo,
+                          capture_output=True, text=True).stdout.strip()  # fmt: skip
+    excluded = [f":(exclude){p.resolve()}" for p in report]
+    changes = subprocess.run(["git", "status", "--porcelain", "--", ".", *excluded], cwd=repo,
+                             capture_output=True, text=True).stdout.strip()  # fmt: skip
+    return f"{head}+dirty" if head and changes else head or "unknown"
+
+
 def utc_now() -> str:
     return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
 
@@ -146,8 +158,9 @@ def fold_state(cfg: ReferenceTrainConfig) -> dict[str, Any]:
     return {"status": "pending", "step": step, "of": cfg.steps}
 
 
-def check_run(out: Path, run: dict[str, Any]) -> None:
-    """Record what this run is in ``OUT/run.json``; refuse an OUT made by another recipe.
+def check_run(out: Path, run: dict[str, Any]) -> dict[str, Any]:
+    """Record what this run is in ``OUT/run.json`` and return the record there (its command is
+    the first one); refuse an OUT made by another recipe.
     Settings that only one side knows (a key added to the recipe's code since) are not compared:
     a fold that is still training is checked in full by ``reference_train``."""
     path = out / "run.json"
@@ -158,9 +171,10 @@ def check_run(out: Path, run: dict[str, Any]) -> None:
         if changed or earlier["corpora"] != run["corpora"]:
             why = ", ".join(sorted(changed)) or "corpora"
             raise ConfigError(f"{path}: made with another recipe ({why} differ); use a new --out")
-        return
+        return {**earlier, "name": run["name"]}
     out.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(run, indent=2) + "\n")
+    return run
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -217,16 +231,17 @@ def main(argv: list[str] | None = None) -> int:
            "steps": recipe.steps, "steps_overridden": bool(args.steps),
            "command": shlex.join(["python", "-m", "benchmarks.loco", *given])}  # fmt: skip
     try:
-        check_run(out, run)
+        run = check_run(out, run)
     except ConfigError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return USAGE_ERROR
     configs = {c: fold_config(recipe, c, corpora, out) for c in corpora}
 
-    started = machine_info(REPO)  # the code that runs is the commit checked out now
+    machine = machine_info(REPO)
+    git = code_commit(REPO, [args.report.with_suffix(s) for s in (".md", ".json")])
 
     def report() -> None:
-        entry = {**run, "out": str(out), "machine": started, "written_utc": utc_now()}
+        entry = {**run, "out": str(out), "machine": machine, "written_utc": utc_now()}
         entry["folds"] = {c: fold_state(cfg) for c, cfg in configs.items()}
         write_report(args.report, name, entry)
 
@@ -236,7 +251,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(recipe.num_threads)
     for i, held_out in enumerate(folds, 1):
         print(f"=== LOCO {name}: fold {i} of {len(folds)} (left out: {held_out})", flush=True)
-        run_fold(configs[held_out], held_out, started["git"])
+        run_fold(configs[held_out], held_out, git)
         report()
     return 0
 

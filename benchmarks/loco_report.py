@@ -37,7 +37,9 @@ ABOUT = (
     "turev has no neutral, baved no category) of the teacher's categorical head, and of its "
     "baseline, a logistic regression on the teacher's A/D/V readings fitted on the training "
     "corpora's dev clips. `-` = not defined (or no head); the mean is over the left-out "
-    "corpora that define the figure, given only once every fold has finished."
+    "corpora that define the figure, given only once every fold has finished. A recipe named "
+    "`v1-seedN` is v1 trained with another seed (`--seed N`): its difference from v1 is the "
+    "seed noise, the yardstick for every other difference."
 )
 
 
@@ -61,14 +63,15 @@ def recipe_section(name: str, entry: dict[str, Any]) -> list[str]:
     if entry["steps_overridden"]:
         steps += " (`--steps`)"
     steps += f", seed {entry['config']['seed']}"
-    finished = sum(f["status"] == "finished" for f in folds.values())
+    done = [f for f in folds.values() if f["status"] == "finished"]
+    finished = len(done)
     lines = [
         "",
         f"## {name}: `{entry['recipe']}`, {steps}",
         "",
-        f"`{entry['command']}` ({finished} of {len(folds)} folds finished; written "
-        f"{entry.get('written_utc', m['date_utc'])} by the run started {m['date_utc']} at git "
-        f"{m['git']} on {m['cpu']}; its files are in `{entry['out']}`).",
+        f"`{entry['command']}`: {finished} of {len(folds)} folds finished, scored by the code "
+        f"at git {', '.join(sorted({f.get('git', '?') for f in done})) or '-'} on {m['cpu']} "
+        f"(report written {entry.get('written_utc', m['date_utc'])}; files in `{entry['out']}`).",
         "",
         "| left out | clips | " + " | ".join(c for c, _ in COLUMNS) + " | selected step "
         "(dev score) | train min |",

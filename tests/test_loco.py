@@ -153,7 +153,8 @@ def test_a_tiny_loco_run_folds_resumes_and_marks_pending_folds(toy, monkeypatch,
     md = (tmp_path / "loco.md").read_text()
     assert "| beta | pending (training step 0 of 2) |" in md
     assert "| **mean** | | pending |" in md and "| alpha | 24 |" in md
-    assert "tiny.toml`, 2 steps per fold, seed 0" in md and "1 of 3 folds finished" in md
+    assert "tiny.toml`, 2 steps per fold, seed 0" in md
+    assert "1 of 3 folds finished, scored by the code at git " in md
 
     assert run() == 0  # alpha is not trained again
     assert calls == [["beta", "gamma"], ["alpha", "gamma"], ["alpha", "beta"]]
@@ -176,12 +177,14 @@ def test_a_tiny_loco_run_folds_resumes_and_marks_pending_folds(toy, monkeypatch,
 
 
 def test_bad_folds_and_another_recipe_in_the_same_out_are_one_line_errors(toy, capsys):
-    _, run = toy
+    tmp_path, run = toy
     assert run("--folds", "delta", "--report-only") == 2
     assert capsys.readouterr().err.strip() == (
         "python -m benchmarks.loco: error: unknown folds delta (corpora: alpha, beta, gamma)"
     )
     assert run("--report-only") == 0  # records the run: 2 steps
+    assert run("--report-only", "--folds", "beta") == 0  # the report keeps the first command
+    assert "--folds beta" not in (tmp_path / "loco.md").read_text()
     assert run("--steps", "3", "--report-only") == 2
     assert "made with another recipe (steps differ); use a new --out" in capsys.readouterr().err
 
