@@ -230,6 +230,9 @@ def main(argv: list[str] | None = None) -> int:
     run = {"name": name, "recipe": str(args.recipe), "corpora": corpora, "config": config,
            "steps": recipe.steps, "steps_overridden": bool(args.steps),
            "command": shlex.join(["python", "-m", "benchmarks.loco", *given])}  # fmt: skip
+    if args.report_only and not (out / "run.json").is_file():
+        print(f"{PROG}: error: {out}: no LOCO run there to report on", file=sys.stderr)
+        return USAGE_ERROR
     try:
         run = check_run(out, run)
     except ConfigError as exc:

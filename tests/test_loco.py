@@ -182,7 +182,9 @@ def test_bad_folds_and_another_recipe_in_the_same_out_are_one_line_errors(toy, c
     assert capsys.readouterr().err.strip() == (
         "python -m benchmarks.loco: error: unknown folds delta (corpora: alpha, beta, gamma)"
     )
-    assert run("--report-only") == 0  # records the run: 2 steps
+    assert run("--report-only") == 2
+    assert capsys.readouterr().err.endswith("v1: no LOCO run there to report on\n")
+    assert run("--folds", "gamma") == 0  # records the run: 2 steps
     assert run("--report-only", "--folds", "beta") == 0  # the report keeps the first command
     assert "--folds beta" not in (tmp_path / "loco.md").read_text()
     assert run("--steps", "3", "--report-only") == 2
