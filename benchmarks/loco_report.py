@@ -24,7 +24,6 @@ COLUMNS = (
     ("UAR head", "uar_head"),
     ("UAR A/D/V LR", "uar_readings_lr"),
 )
-COMPARED = ("ccc_mean", "auc_arousal", "auc_valence", "uar_head")
 
 ABOUT = (
     "For each corpus, the recipe (`edgeser.distill.reference_train`, config overrides only) is "
@@ -92,8 +91,14 @@ def recipe_section(name: str, entry: dict[str, Any]) -> list[str]:
     return lines
 
 
+def difference(x: float | None, y: float | None) -> str:
+    ok = x is not None and y is not None and np.isfinite(x) and np.isfinite(y)
+    return f"{x - y:+.3f}" if ok else "-"
+
+
 def comparison(recipes: dict[str, dict[str, Any]]) -> list[str]:
-    """Each later recipe minus the baseline, per left-out corpus both have finished."""
+    """Each later recipe minus the baseline, per left-out corpus both have finished, and the
+    difference of the means once both have every fold."""
     names = list(recipes)
     if len(names) < 2:
         return []
@@ -105,21 +110,22 @@ def comparison(recipes: dict[str, dict[str, Any]]) -> list[str]:
         "Recipe minus baseline on the folds both have finished (issue 18 keeps a change only if "
         "the mean improves and no corpus or dimension loses more than 0.01).",
         "",
-        "| recipe | left out | " + " | ".join(COMPARED) + " |",
-        "| --- " * (len(COMPARED) + 2) + "|",
+        "| recipe | left out | " + " | ".join(c for c, _ in COLUMNS) + " |",
+        "| --- " * (len(COLUMNS) + 2) + "|",
     ]
     for name in names[1:]:
-        for corpus, f in recipes[name]["folds"].items():
+        folds = recipes[name]["folds"]
+        for corpus, f in folds.items():
             b = base.get(corpus, {"status": "absent"})
             if f["status"] != "finished" or b["status"] != "finished":
                 lines.append(f"| {name} | {corpus} | pending |")
                 continue
-            cells = []
-            for key in COMPARED:
-                x, y = f["scores"].get(key), b["scores"].get(key)
-                ok = x is not None and y is not None and np.isfinite(x) and np.isfinite(y)
-                cells.append(f"{x - y:+.3f}" if ok else "-")
+            cells = [difference(f["scores"].get(k), b["scores"].get(k)) for _, k in COLUMNS]
             lines.append(f"| {name} | {corpus} | " + " | ".join(cells) + " |")
+        if folds.keys() == base.keys():
+            cells = [difference(fold_mean(folds, k), fold_mean(base, k)) for _, k in COLUMNS]
+            if any(c != "-" for c in cells):
+                lines.append(f"| {name} | **mean** | " + " | ".join(cells) + " |")
     return lines
 
 

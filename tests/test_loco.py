@@ -22,6 +22,7 @@ from benchmarks.loco_metrics import (
     readings_baseline,
     uar,
 )
+from benchmarks.loco_report import markdown
 from edgeser.audio import read_audio
 
 TINY_RECIPE = """steps = 2
@@ -213,3 +214,24 @@ def test_nemo_reads_and_maps_to_targets_and_loco_classes():
     audio, rate = sf.read(rows[0].audio, dtype="float32")
     assert rate == 16_000 and audio.ndim == 1
     np.testing.assert_array_equal(read_audio(rows[0].audio), audio)
+
+
+def test_later_recipes_are_compared_with_v1_fold_by_fold_and_on_the_mean():
+    def fold(ccc: float, auc_v: float | None) -> dict:
+        scores = {"ccc_mean": ccc, "auc_valence": auc_v}
+        return {"status": "finished", "clips": 3, "selected_step": 1, "selection_dev_score": 0.5,
+                "train_seconds": 60.0, "scores": scores}  # fmt: skip
+
+    def entry(folds: dict) -> dict:
+        return {"recipe": "r.toml", "command": "c", "out": "o", "steps": 2,
+                "steps_overridden": False, "config": {"seed": 0},
+                "machine": {"cpu": "cpu", "date_utc": "d"}, "folds": folds}  # fmt: skip
+
+    v1 = entry({"a": fold(0.20, 0.60), "b": fold(0.40, None)})
+    v2 = entry({"a": fold(0.25, 0.55), "b": {"status": "pending", "step": 1, "of": 2}})
+    md = markdown({"recipes": {"v1": v1, "v2": v2}})
+    assert "| v2 | a | - | - | - | +0.050 | - | -0.050 | - | - |" in md
+    assert "| v2 | b | pending |" in md and "| v2 | **mean** |" not in md
+    v2["folds"]["b"] = fold(0.30, None)
+    md = markdown({"recipes": {"v1": v1, "v2": v2}})  # means 0.275 vs 0.300; AUC V a only
+    assert "| v2 | **mean** | - | - | - | -0.025 | - | -0.050 | - | - |" in md
