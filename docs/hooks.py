@@ -18,6 +18,8 @@ RESULTS = (
     "benchmarks/latency.png",
     "benchmarks/quality.md",
     "benchmarks/memory_long.md",
+    "benchmarks/loco.md",
+    "benchmarks/robustness.md",
     "benchmarks/PI.md",
     "benchmarks/published/RESULTS.md",
     "benchmarks/published/latency.png",
