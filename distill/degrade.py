@@ -138,6 +138,11 @@ def telephone(x: np.ndarray, companding: bool = False) -> np.ndarray:
     return fit_length(soxr.resample(narrow, TELEPHONE_RATE, SAMPLE_RATE), len(x))
 
 
+# The highest compression level libsndfile takes for MP3 (1.0 is refused; 0.999 is the
+# smallest file it writes).
+MP3_MAX_LEVEL = 0.999
+
+
 def codec(x: np.ndarray, name: str, level: float = 0.5) -> np.ndarray:
     """Encode with a lossy codec (``CODECS``) in memory and decode again; ``level`` is
     libsndfile's compression level, 0 (best quality) to 1 (smallest file)."""
@@ -146,6 +151,8 @@ def codec(x: np.ndarray, name: str, level: float = 0.5) -> np.ndarray:
     if not 0.0 <= level <= 1.0:
         raise ConfigError(f"codec compression level must be in [0, 1], got {level}")
     fmt, subtype = CODECS[name]
+    if subtype == "MPEG_LAYER_III":  # libsndfile refuses MP3 at exactly 1.0 ("Error set ...")
+        level = min(level, MP3_MAX_LEVEL)
     buffer = io.BytesIO()
     clipped = np.clip(x, -1.0, 1.0).astype(np.float32)
     sf.write(buffer, clipped, SAMPLE_RATE, format=fmt, subtype=subtype, compression_level=level)
