@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -28,13 +29,22 @@ def latency_row(r: dict[str, Any]) -> list[Any]:
     return [*head, *times, f"{r['rtf']:.4f}", r["n"], r["note"]]
 
 
+QUALITY_REPORT = Path(__file__).resolve().parent / "quality.md"
+
+
+def quality_link(out_dir: Path) -> str:
+    """The link from a RESULTS.md in ``out_dir`` to the committed quality report (written
+    elsewhere than benchmarks/, e.g. benchmarks/published/, a bare "quality.md" is broken)."""
+    return Path(os.path.relpath(QUALITY_REPORT, out_dir.resolve())).as_posix()
+
+
 def write_all(results: dict[str, Any], out_dir: Path) -> list[Path]:
     """Write the three files into ``out_dir``; their paths."""
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = [out_dir / "results.json", out_dir / "RESULTS.md", out_dir / "latency.png"]
     paths[0].write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
     kept = _sections(paths[1].read_text()) if paths[1].is_file() else {}
-    paths[1].write_text(markdown(results) + "".join(kept.values()))
+    paths[1].write_text(markdown(results, quality_link(out_dir)) + "".join(kept.values()))
     plot_latency(results, paths[2])
     return paths
 
@@ -72,8 +82,9 @@ def table(header: list[str], rows: list[list[Any]]) -> list[str]:
     return _table(header, rows)
 
 
-def markdown(results: dict[str, Any]) -> str:
-    """The RESULTS.md text: machine, then one table per section."""
+def markdown(results: dict[str, Any], quality: str = "quality.md") -> str:
+    """The RESULTS.md text: machine, then one table per section (``quality``: the link to the
+    quality report from where the text is written)."""
     m, cfg = results["machine"], results["config"]
     lines = [
         "# edgeser benchmarks",
@@ -82,7 +93,7 @@ def markdown(results: dict[str, Any]) -> str:
         "Medians of repeated calls on the same audio (`"
         + cfg["audio"]
         + "`, tiled where longer audio is needed); RTF = median compute time / audio time.",
-        "Model quality (CCC, AUC per corpus) is in [quality.md](quality.md).",
+        f"Model quality (CCC, AUC per corpus) is in [quality.md]({quality}).",
         "",
     ]
     if cfg.get("quick"):
@@ -173,7 +184,7 @@ def streaming_section(results: dict[str, Any]) -> list[str]:
     intro = (
         f"Window {st['window_s']:g} s, hop {st['hop_s']:g} s, model {st['model']}: the same "
         "model re-scoring the window at every hop vs. its incremental graph "
-        "(`<model>.stream.onnx`, see the README's streaming section). Timed ratios: one thread."
+        "(`<model>.stream.onnx`, see docs/streaming.md). Timed ratios: one thread."
     )
     return ["## Streaming: cost per hop", "", intro, "", *_table(["what", "value"], rows)]
 

@@ -23,7 +23,7 @@ def test_a_full_run_keeps_the_sections(tmp_path, monkeypatch):
     path = tmp_path / "RESULTS.md"
     path.write_text("# old full run\n")
     report.update_section(path, "resampler", ["## resampler", "", "kept"])
-    monkeypatch.setattr(report, "markdown", lambda results: "# new full run\n")
+    monkeypatch.setattr(report, "markdown", lambda results, quality: "# new full run\n")
     monkeypatch.setattr(report, "plot_latency", lambda results, p: None)
     report.write_all({"any": 1}, tmp_path)
     text = path.read_text()

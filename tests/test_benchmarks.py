@@ -172,3 +172,13 @@ def test_a_trained_student_file_is_described_by_its_card(tmp_path: Path) -> None
     (student,) = extra_students([path], 3.0)
     assert student.name == "published.onnx" and student.params == 10806
     assert student.macs == window_macs(model, 3.0) > 0
+
+
+def test_the_quality_link_resolves_from_wherever_results_are_written(tmp_path):
+    """RESULTS.md written into benchmarks/published/ linked a quality.md beside it that does
+    not exist (the strict docs build then fails): the link is relative to the folder."""
+    from benchmarks.report import QUALITY_REPORT, quality_link
+
+    for out in (QUALITY_REPORT.parent, QUALITY_REPORT.parent / "published", tmp_path / "x"):
+        assert (out / quality_link(out)).resolve() == QUALITY_REPORT
+    assert quality_link(QUALITY_REPORT.parent / "published") == "../quality.md"
