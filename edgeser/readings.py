@@ -66,6 +66,11 @@ class Reading:
         return cls(start_s, end_s, NAN, NAN, NAN, voiced=False)
 
 
+def _window(start_s: float, end_s: float) -> str:
+    """A window named in a message (formatted only when one is raised: scored is per hop)."""
+    return f"the window {start_s:.3f}-{end_s:.3f} s"
+
+
 def scored(
     source: str,
     start_s: float,
@@ -78,20 +83,22 @@ def scored(
     """The voiced reading of a window from a graph's outputs (``adv`` [3], ``embedding``, and
     the ``probabilities`` [K] of the categories ``labels``); ModelError naming the graph
     ``source`` and the window if any of them is NaN or inf, or the probabilities are not."""
-    window = f"the window {start_s:.3f}-{end_s:.3f} s"
     outputs = [o for o in (adv, embedding, probabilities) if o is not None]
     if not all(np.isfinite(o).all() for o in outputs):
-        raise ModelError(f"{source} gave NaN or infinite output for {window}")
+        raise ModelError(f"{source} gave NaN or infinite output for {_window(start_s, end_s)}")
     categories = None
     if probabilities is not None:
         if probabilities.shape != (len(labels),):
             raise ModelError(
-                f"{source} gave {probabilities.size} {OUTPUT_CATEGORIES} for {window}, "
+                f"{source} gave {probabilities.size} {OUTPUT_CATEGORIES} for "
+                f"{_window(start_s, end_s)}, "
                 f"not one per label of {list(labels)}"
             )
         problem = not_probabilities(probabilities)
         if problem is not None:
-            raise ModelError(f"{source} gave {OUTPUT_CATEGORIES} for {window} that {problem}")
+            raise ModelError(
+                f"{source} gave {OUTPUT_CATEGORIES} for {_window(start_s, end_s)} that {problem}"
+            )
         categories = dict(zip(labels, map(float, probabilities), strict=True))
     return Reading(
         start_s, end_s, *map(float, adv), voiced=True, embedding=embedding, categories=categories

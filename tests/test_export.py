@@ -83,13 +83,18 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-@pytest.fixture(scope="module")
-def calibration(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Generated speech-like wav files (16-bit PCM), plus one corrupt file to be skipped."""
-    folder = tmp_path_factory.mktemp("calibration")
+def calibration_folder(folder: Path) -> Path:
+    """``folder`` with 24 generated speech-like 4 s wav files (16-bit PCM)."""
     audio, _ = clips(seed=1, n=24, seconds=4.0)
     for i, clip in enumerate(audio):
         sf.write(str(folder / f"clip{i:02d}.wav"), clip, SAMPLE_RATE, subtype="PCM_16")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def calibration(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Generated speech-like wav files (16-bit PCM), plus one corrupt file to be skipped."""
+    folder = calibration_folder(tmp_path_factory.mktemp("calibration"))
     (folder / "broken.wav").write_bytes(b"RIFF not really a wave file")
     return folder
 

@@ -11,7 +11,6 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-import soundfile as sf
 import torch
 from edgeser.distill.metrics import ccc_loss
 from edgeser.distill.student import StudentConfig, Wav2Small, load_student, save_student
@@ -20,7 +19,7 @@ from edgeser.export.config import ExportConfig
 from edgeser.export.parity import ParityError, probe_signals, session
 from edgeser.export.pipeline import run_export
 from edgeser.export.streaming import StreamingStep
-from test_export import clips
+from test_export import calibration_folder, clips
 
 import edgeser
 from edgeser.contract import INPUT_NAME, MIN_SAMPLES, SAMPLE_RATE
@@ -70,11 +69,7 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def calibration(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("calibration")
-    audio, _ = clips(seed=1, n=24, seconds=4.0)
-    for i, clip in enumerate(audio):
-        sf.write(str(folder / f"clip{i:02d}.wav"), clip, SAMPLE_RATE, subtype="PCM_16")
-    return folder
+    return calibration_folder(tmp_path_factory.mktemp("calibration"))
 
 
 def config(checkpoint: Path, out: Path, calibration: Path, **overrides) -> ExportConfig:
