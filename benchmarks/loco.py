@@ -107,10 +107,14 @@ def run_fold(cfg: ReferenceTrainConfig, held_out: str, git: str) -> dict[str, An
     out = score_clips(teacher, decode(rows, held_out), held_out)
     categories = out.categories if labels else None
     scores = corpus_scores(out.adv, rows, baseline, categories, labels)
+    # Every reading is kept (the fit clips' too), so runs of other seeds can be scored as an
+    # ensemble later without training again (``benchmarks.loco_ensemble``).
     np.savez_compressed(
         fold / "predictions.npz",
         adv=out.adv,
         paths=np.array([str(r.audio) for r in rows]),
+        fit_adv=fit_adv,
+        fit_paths=np.array([str(r.audio) for r in fit_rows]),
         **({"categories": categories, "labels": np.array(labels)} if labels else {}),
     )
     metrics = {

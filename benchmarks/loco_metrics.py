@@ -14,6 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 from edgeser.distill.manifest import ManifestRow
 from edgeser.distill.metrics import roc_auc
+from edgeser.distill.readings_head import SoftmaxRegression
 from edgeser.distill.targets import (
     HIGH_AROUSAL,
     LOW_AROUSAL,
@@ -58,42 +59,6 @@ def uar(predicted: np.ndarray, truth: np.ndarray) -> float:
     if not present:
         return float("nan")
     return float(np.mean([np.mean(predicted[truth == c] == c) for c in present]))
-
-
-class SoftmaxRegression:
-    """Multinomial logistic regression in numpy (standardised inputs, class-balanced weights,
-    L2, full-batch gradient descent): the A/D/V-readings baseline of issue 19."""
-
-    def __init__(self, n_classes: int, l2: float = 1e-3, steps: int = 2000, lr: float = 0.5):
-        self.n_classes, self.l2, self.steps, self.lr = n_classes, l2, steps, lr
-
-    def fit(self, x: np.ndarray, y: np.ndarray) -> SoftmaxRegression:
-        """Fit on features [N, F] and class indices [N] (0..n_classes-1)."""
-        x, y = np.asarray(x, np.float64), np.asarray(y, np.int64)
-        if len(x) == 0:
-            raise ValueError("no training examples for the logistic regression")
-        self.mean, self.std = x.mean(0), x.std(0) + 1e-9
-        z = self._design(x)
-        counts = np.bincount(y, minlength=self.n_classes)
-        weight = (len(y) / (np.count_nonzero(counts) * np.maximum(counts, 1)))[y]
-        onehot = np.eye(self.n_classes)[y]
-        self.w = np.zeros((z.shape[1], self.n_classes))
-        for _ in range(self.steps):
-            grad = z.T @ (weight[:, None] * (self._softmax(z @ self.w) - onehot)) / weight.sum()
-            self.w -= self.lr * (grad + self.l2 * np.vstack([np.zeros(self.n_classes), self.w[1:]]))
-        return self
-
-    def predict_proba(self, x: np.ndarray) -> np.ndarray:
-        """Class probabilities [N, n_classes]."""
-        return self._softmax(self._design(np.asarray(x, np.float64)) @ self.w)
-
-    def _design(self, x: np.ndarray) -> np.ndarray:
-        return np.hstack([np.ones((len(x), 1)), (x - self.mean) / self.std])
-
-    @staticmethod
-    def _softmax(logits: np.ndarray) -> np.ndarray:
-        e = np.exp(logits - logits.max(1, keepdims=True))
-        return e / e.sum(1, keepdims=True)
 
 
 def readings_baseline(adv: np.ndarray, rows: Sequence[ManifestRow]) -> SoftmaxRegression | None:

@@ -2,7 +2,9 @@
 
     python -m benchmarks.quality            (from the repository root)
 
-For the reference teacher, the fp32 student, the int8 student (through the edgeser runtime),
+For the reference teacher (the v2 ensemble: the mean of its members' readings), the fp32
+student, the int8 student (through the edgeser runtime), the v1 teacher and v1 bundled model
+beside them,
 a student trained on the labels without a teacher, a student of the published Wav2Small
 architecture distilled the same way (fp32 and int8), and a loudness-only baseline: CCC per labelled
 dimension against the label targets (``edgeser.distill.targets``), the arousal AUC (anger,
@@ -46,7 +48,7 @@ from . import voice_gate
 from .machine import machine_info
 
 REPO = Path(__file__).resolve().parents[1]
-CORPORA = ("ravdess", "baved", "turev")
+CORPORA = ("ravdess", "baved", "turev", "nemo")
 FRAME, HOP = 400, 160  # 25 ms frames every 10 ms for the loudness baseline
 NARROWBAND_HZ = 8_000  # telephone band
 Predictor = Callable[[list[np.ndarray]], np.ndarray]
@@ -54,6 +56,8 @@ DEFAULT_FP32, DEFAULT_INT8 = "student fp32 (distilled)", "student int8 (runtime)
 PUBLISHED_FP32 = "published-architecture student fp32 (distilled)"
 PUBLISHED_INT8 = "published-architecture student int8 (runtime)"
 CARRIED = " (absent here: scores carried over from the run of "
+V2_TEACHERS = [f"distill/weights/reference_teacher_v2-seed{s}.pt" for s in range(3)]
+V1_TEACHER, V1_INT8 = "v1 reference teacher", "v1 student int8 (runtime)"
 
 
 def mean_energy_db(audio: np.ndarray) -> float:
@@ -118,9 +122,19 @@ def runtime_model(path: Path) -> Predictor:
     return predict
 
 
+ENSEMBLE = " + "  # joins the member files of a teacher ensemble in a model's path
+
+
 def reference_teacher(path: Path) -> Predictor:
-    teacher = load_reference_teacher(path)
-    return lambda audio: teacher(audio).adv
+    """A reference teacher, or an ensemble of them (files joined by `` + ``): the mean of
+    the members' readings, as the distiller labels with it."""
+    members = [load_reference_teacher(Path(p)) for p in str(path).split(ENSEMBLE)]
+    return lambda audio: np.mean([t(audio).adv for t in members], axis=0)
+
+
+def available(path: str) -> bool:
+    """Whether a model's file (every member's, for an ensemble) is here."""
+    return all(Path(p).is_file() for p in path.split(ENSEMBLE))
 
 
 def evaluate(predictor: Predictor, dev: dict[str, tuple[list[ManifestRow], list[np.ndarray]]]):
@@ -274,8 +288,8 @@ def carry_over(earlier: dict[str, Any] | None, name: str, path: str) -> tuple | 
     if not earlier or name not in earlier["results"]:
         return None
     note = earlier["models"].get(name, "")
-    if note.split(CARRIED, 1)[0] != path:
-        return None
+    if note.split(CARRIED, 1)[0] != path or list(earlier["corpora"]) != list(CORPORA):
+        return None  # another file, or scored on other corpora
     if CARRIED not in note:
         m = earlier["machine"]
         note = f"{path}{CARRIED}{m['date_utc']}, git {m['git']})"
@@ -341,7 +355,11 @@ def published_comparison(report: dict[str, Any]) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--corpora", default=str(REPO.parent / "shared" / "corpora"))
-    p.add_argument("--teacher", default="distill/weights/reference_teacher.pt")
+    p.add_argument("--teacher", nargs="+", default=V2_TEACHERS,
+                   help="reference teacher file(s); several: their ensemble")  # fmt: skip
+    p.add_argument("--v1-teacher", default="distill/weights/reference_teacher.pt")
+    p.add_argument("--v1-int8", default="runs/v1/default.onnx",
+                   help="the v1 bundled model (taken from git by make_default_model.sh)")
     p.add_argument("--student", default="runs/default/student/student.pt")
     p.add_argument("--int8", default="edgeser/models/default.onnx")
     p.add_argument("--no-teacher", default="runs/no_teacher/student/student.pt")
@@ -376,28 +394,32 @@ def main(argv: list[str] | None = None) -> int:
         rows = corpus_rows(args.corpora, [corpus], "dev")
         dev[corpus] = (rows, [read_audio(r.audio) for r in tqdm(rows, f"decode {corpus}")])
     command = shlex.join(["python", "-m", "benchmarks.quality", *given])
+    teacher = ENSEMBLE.join(args.teacher)
     raw_audio_models = {
-        "reference teacher": (args.teacher, reference_teacher),
+        "reference teacher": (teacher, reference_teacher),
         "student int8 (runtime)": (args.int8, runtime_model),
+        V1_INT8: (args.v1_int8, runtime_model),
     }
     if args.narrowband_only:
         report = json.loads(Path(args.out).with_suffix(".json").read_text())
-        predictors = {n: f(Path(p)) for n, (p, f) in raw_audio_models.items() if Path(p).is_file()}
+        predictors = {n: f(Path(p)) for n, (p, f) in raw_audio_models.items() if available(p)}
         report["narrowband"] = narrowband(predictors, dev)
         report["narrowband"].update(command=command, date_utc=machine_info(REPO)["date_utc"])
         return write_report(report, Path(args.out))
     loaders: dict[str, tuple[str, Callable[[Path], Predictor]]] = {
-        "reference teacher": (args.teacher, reference_teacher),
+        "reference teacher": (teacher, reference_teacher),
         DEFAULT_FP32: (args.student, torch_student),
         DEFAULT_INT8: (args.int8, runtime_model),
         "student fp32 (labels, no teacher)": (args.no_teacher, torch_student),
         PUBLISHED_FP32: (args.published_student, torch_student),
         PUBLISHED_INT8: (args.published_int8, runtime_model),
+        V1_TEACHER: (args.v1_teacher, reference_teacher),
+        V1_INT8: (args.v1_int8, runtime_model),
     }
     results, models, missing, predictors = {}, {}, {}, {}
     earlier = json.loads(Path(args.earlier).read_text()) if args.earlier else None
     for name, (path, loader) in loaders.items():
-        if not Path(path).is_file():
+        if not available(path):
             if carried := carry_over(earlier, name, path):
                 results[name], models[name] = carried
             else:

@@ -36,7 +36,7 @@ from tqdm import tqdm
 from edgeser.audio import read_audio
 
 from .machine import machine_info
-from .quality import Predictor, reference_teacher, runtime_model
+from .quality import ENSEMBLE, V2_TEACHERS, Predictor, reference_teacher, runtime_model
 
 REPO = Path(__file__).resolve().parents[1]
 CORPORA = ("ravdess", "baved", "turev", "nemo")
@@ -172,6 +172,15 @@ def in_repo(path: str) -> Path:
     return given if given.is_file() or given.is_absolute() else REPO / given
 
 
+def named(kind: str, spec: str) -> tuple[str, str]:
+    """(report name, path) of a ``--student`` / ``--teacher`` value: ``NAME=PATH``, or a
+    path named after its file(s)."""
+    name, sep, path = spec.partition("=")
+    if sep:
+        return name, path
+    return f"{kind} {' + '.join(Path(m).name for m in spec.split(ENSEMBLE))}", spec
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--corpora", default=str(REPO.parent / "shared" / "corpora"))
@@ -181,14 +190,16 @@ def main(argv: list[str] | None = None) -> int:
         action="append",
         default=[],
         metavar="PT",
-        help="reference teacher checkpoint (repeat; default: the bundled one)",
+        help="reference teacher checkpoint, or an ensemble's files joined by ' + ', optionally "
+        "as NAME=PT (repeat; default: the bundled v2 ensemble)",
     )
     p.add_argument(
         "--student",
         action="append",
         default=[],
         metavar="ONNX",
-        help="edgeser ONNX model (repeat; default: the bundled int8 student)",
+        help="edgeser ONNX model, optionally as NAME=ONNX (repeat; default: the bundled int8 "
+        "student)",
     )
     p.add_argument("--condition", action="append", choices=list(CONDITIONS), help="default: all")
     p.add_argument("--max-clips", type=int, default=0, help="per corpus (0: every dev clip)")
@@ -200,18 +211,20 @@ def main(argv: list[str] | None = None) -> int:
     missing = [c for c in names if not (Path(args.corpora) / c / "manifest.csv").is_file()]
     if missing:
         p.error(f"{args.corpora}: no manifest for {', '.join(missing)}")
-    teachers = args.teacher or ["distill/weights/reference_teacher.pt"]
+    teachers = args.teacher or [ENSEMBLE.join(V2_TEACHERS)]
     students = args.student or ["edgeser/models/default.onnx"]
-    models = {f"student {Path(s).name}": s for s in students}
-    models |= {f"reference teacher {Path(t).name}": t for t in teachers}
+    models = dict(named("student", s) for s in students)
+    models |= dict(named("reference teacher", t) for t in teachers)
     for path in models.values():
-        if not in_repo(path).is_file():
-            p.error(f"{path}: no such model file")
+        for member in path.split(ENSEMBLE):
+            if not in_repo(member).is_file():
+                p.error(f"{member}: no such model file")
     torch.set_num_threads(args.threads)
     predictors = {}
     for name, path in models.items():
+        located = ENSEMBLE.join(str(in_repo(m)) for m in path.split(ENSEMBLE))
         loader = runtime_model if path.endswith(".onnx") else reference_teacher
-        predictors[name] = loader(in_repo(path))
+        predictors[name] = loader(Path(located))
     started = time.time()
     dev = load_dev(args.corpora, names, args.max_clips)
     results = run(predictors, dev, args.condition or list(CONDITIONS))

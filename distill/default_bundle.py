@@ -38,18 +38,28 @@ TRAINING_DATA = [
         "licence": "CC BY-NC-ND 4.0",
         "used": "actors 1157, 1234, 1358, 6783, 7895 (actor 1984 held out as dev)",
     },
+    {
+        "name": "nEMO (Polish emotional speech)",
+        "citation": "Christop I (2024). nEMO: Dataset of Emotional Speech in Polish. "
+        "LREC-COLING 2024, pp. 12111-12116.",
+        "licence": "CC BY-NC-SA 4.0",
+        "used": "train split: 7 actors (KD0 and SM0 held out as dev)",
+    },
 ]
 LICENCES = (
-    "NON-COMMERCIAL / research use only: trained (through its teacher) on RAVDESS "
-    "(CC BY-NC-SA 4.0), TurEV-DB (CC BY-NC-ND 4.0) and BAVED (research only). The code is "
-    "Apache-2.0; these weights inherit the data's restrictions."
+    "NON-COMMERCIAL / research use only: trained (through its teachers) on RAVDESS "
+    "(CC BY-NC-SA 4.0), TurEV-DB (CC BY-NC-ND 4.0), nEMO (CC BY-NC-SA 4.0) and BAVED "
+    "(research only). The code is Apache-2.0; these weights inherit the data's restrictions."
 )
 TEACHER = (
-    "edgeser reference teacher (distill/teachers/reference.py, ~1.0M parameters, log-mel CNN + "
-    "transformer) trained on the same train splits with label targets from Russell & Mehrabian "
-    "(1977); see configs/reference_teacher.toml"
+    "an ensemble of three edgeser reference teachers (distill/teachers/reference.py, ~1.0M "
+    "parameters each, log-mel CNN + transformer; seeds 0-2), the label the mean of their "
+    "readings, each trained on the same train splits with label targets from Russell & "
+    "Mehrabian (1977); see configs/reference_teacher_v2.toml"
 )
-REPRODUCE = "examples/make_default_model.sh (configs/reference_teacher.toml, configs/default.toml)"
+REPRODUCE = (
+    "examples/make_default_model.sh (configs/reference_teacher_v2.toml, configs/default.toml)"
+)
 
 
 STUDENT_ROW = "student fp32 (distilled)"

@@ -22,7 +22,7 @@ import json
 import math
 import time
 from collections import defaultdict
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -386,6 +386,18 @@ def _summary_line(result: dict[str, Any]) -> str:
     return " | ".join(parts)
 
 
+def with_seed(cfg: ReferenceTrainConfig, seed: int) -> ReferenceTrainConfig:
+    """``cfg`` with another seed, its run folder and weights named for it (``-seedN``), so that
+    the members of an ensemble never share a checkpoint."""
+    weights = Path(cfg.weights)
+    return replace(
+        cfg,
+        seed=seed,
+        out_dir=f"{cfg.out_dir.rstrip('/')}-seed{seed}",
+        weights=str(weights.with_name(f"{weights.stem}-seed{seed}{weights.suffix}")),
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("config", help="TOML config (see configs/reference_teacher.toml)")
@@ -395,13 +407,22 @@ def main(argv: list[str] | None = None) -> int:
         metavar=("SPLIT", "CSV"),
         help="only write the manifest of one split (train or dev) and exit",
     )
+    parser.add_argument(
+        "--seed",
+        type=int,
+        help="train one member of a teacher ensemble: this seed, written to OUT_DIR-seedN and "
+        "WEIGHTS-seedN.pt (the config's own paths stay for its own seed)",
+    )
     args = parser.parse_args(argv)
+    cfg = load_config(args.config)
+    if args.seed is not None:
+        cfg = with_seed(cfg, args.seed)
     if args.write_manifest:
         split, path = args.write_manifest
-        n = write_split_manifest(load_config(args.config), split, path)
+        n = write_split_manifest(cfg, split, path)
         print(f"{path}: {n} {split} clips")
         return 0
-    summary = train(load_config(args.config))
+    summary = train(cfg)
     print(json.dumps(summary["best"], indent=2))
     return 0
 

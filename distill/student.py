@@ -14,7 +14,8 @@ conv input then depends on that frame's samples only, which is what lets a strea
 
 With ``categories`` (label names, e.g. the teacher's anger/happiness/neutral/sadness) a second
 linear head on the same pooled vector gives one logit per label; ``forward`` then returns their
-softmax as a third output (probabilities, rows sum to 1), distilled from the teacher's.
+softmax as a third output (probabilities, rows sum to 1), distilled from the teacher's. With
+``category_input="readings"`` the head reads the A/D/V readings instead (fitted, not distilled).
 """
 
 from __future__ import annotations
@@ -48,6 +49,10 @@ class StudentConfig:
     normalization: Literal["utterance", "frame"] = "utterance"
     # Names of a categorical head's labels, in logit order; empty: no categorical head.
     categories: tuple[str, ...] = ()
+    # What the head reads: "embedding" (the pooled vector, distilled from the teacher's
+    # probabilities) or "readings" (the model's own A/D/V: a softmax regression fitted after
+    # training, ``edgeser.distill.readings_head``, the head that LOCO found transfers best).
+    category_input: Literal["embedding", "readings"] = "embedding"
 
     def __post_init__(self) -> None:
         """Labels as a tuple (a checkpoint or card may bring a list); ValueError when they
@@ -60,6 +65,8 @@ class StudentConfig:
             or not all(isinstance(n, str) and n for n in labels)
         ):
             raise ValueError(f"categories need two or more distinct names, got {list(labels)}")
+        if self.category_input not in ("embedding", "readings"):
+            raise ValueError(f"category_input must be embedding or readings: {self.category_input}")
 
     @classmethod
     def preset(cls, name: str) -> StudentConfig:
@@ -199,7 +206,8 @@ class Wav2Small(nn.Module):
         head_in += 2 if frame else 0
         self.head = nn.Linear(head_in, 3)
         k = len(config.categories)
-        self.category_head = nn.Linear(head_in, k) if k else None
+        reads = 3 if config.category_input == "readings" else head_in
+        self.category_head = nn.Linear(reads, k) if k else None
 
     def forward(self, signal: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """(adv [B, 3], embedding [B, D]) and, with a categorical head, probabilities [B, K]."""
@@ -213,12 +221,13 @@ class Wav2Small(nn.Module):
         """``(adv, embedding)``, followed by the category probabilities when there is a head."""
         if self.category_head is None:
             return adv, embedding
-        return adv, embedding, torch.softmax(self.category_head(embedding), dim=-1)
+        reads = adv if self.config.category_input == "readings" else embedding
+        return adv, embedding, torch.softmax(self.category_head(reads), dim=-1)
 
     def category_log_probs(self, embedding: torch.Tensor) -> torch.Tensor:
         """Log-probabilities [B, K] of the categorical head (for a stable training loss)."""
-        if self.category_head is None:
-            raise ValueError("this student has no categorical head")
+        if self.category_head is None or self.config.category_input != "embedding":
+            raise ValueError("this student has no categorical head on its embedding to train")
         return torch.log_softmax(self.category_head(embedding), dim=-1)
 
     def features(self, signal: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:

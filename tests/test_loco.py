@@ -12,7 +12,7 @@ from edgeser.distill import reference_train
 from edgeser.distill.manifest import MANIFEST_COLUMNS, ManifestRow, read_manifest
 from edgeser.distill.targets import row_target, valence_class
 
-from benchmarks import loco
+from benchmarks import loco, loco_ensemble
 from benchmarks.loco_metrics import (
     SoftmaxRegression,
     arousal_class,
@@ -22,7 +22,7 @@ from benchmarks.loco_metrics import (
     readings_baseline,
     uar,
 )
-from benchmarks.loco_report import markdown
+from benchmarks.loco_report import markdown, verdict
 from edgeser.audio import read_audio
 
 TINY_RECIPE = """steps = 2
@@ -235,3 +235,67 @@ def test_later_recipes_are_compared_with_v1_fold_by_fold_and_on_the_mean():
     v2["folds"]["b"] = fold(0.30, None)
     md = markdown({"recipes": {"v1": v1, "v2": v2}})  # means 0.275 vs 0.300; AUC V a only
     assert "| v2 | **mean** | - | - | - | -0.025 | - | -0.050 | - | - |" in md
+
+
+def test_the_rule_s_verdict_names_every_corpus_and_dimension_that_loses_too_much():
+    def fold(a: float, d: float, mean: float) -> dict:
+        return {"status": "finished", "scores": {"ccc_arousal": a, "ccc_dominance": d,
+                                                 "ccc_mean": mean}}  # fmt: skip
+
+    base = {"x": fold(0.40, 0.20, 0.30), "y": fold(0.50, 0.30, 0.40)}
+    assert verdict({"x": fold(0.42, 0.21, 0.31), "y": fold(0.49, 0.30, 0.395)}, base) == (
+        "passes (mean CCC +0.003)"  # y loses 0.005: within the margin
+    )
+    worse = {"x": fold(0.46, 0.17, 0.33), "y": fold(0.52, 0.27, 0.38)}  # y -0.02, D -0.03
+    assert verdict(worse, base) == "fails (mean CCC +0.005; y -0.020; dominance -0.030)"
+    assert verdict({"x": fold(0.4, 0.2, 0.3), "y": fold(0.5, 0.3, 0.4)}, base).startswith("fails")
+    assert verdict({"x": fold(0.4, 0.2, 0.3), "y": {"status": "pending"}}, base) == "pending"
+
+
+def test_seed_runs_combine_into_an_ensemble_and_a_seed_mean_without_training(toy, monkeypatch):
+    tmp_path, _ = toy
+    for seed in ("0", "1"):
+        assert loco.main(["--recipe", str(tmp_path / "tiny.toml"), "--corpora",
+                          str(tmp_path / "corpora"), "--corpus-names", ",".join(TOY),
+                          "--out", str(tmp_path / "runs" / f"s{seed}"), "--seed", seed,
+                          "--report", str(tmp_path / "loco")]) == 0  # fmt: skip
+    calls = count_training(monkeypatch)
+    runs = [str(tmp_path / "runs" / s) for s in ("s0", "s1")]
+    common = ["--corpora", str(tmp_path / "corpora"), "--report", str(tmp_path / "loco")]
+    assert loco_ensemble.main([*runs, "--name", "v1-ens2", *common]) == 0
+    assert loco_ensemble.main([*runs, "--name", "v1-mean", "--mean", *common]) == 0
+    assert calls == []  # nothing trained again
+    recipes = json.loads((tmp_path / "loco.json").read_text())["recipes"]
+    members = [recipes[s]["folds"]["alpha"]["scores"] for s in ("s0", "s1")]
+    mean = recipes["v1-mean"]["folds"]["alpha"]["scores"]
+    assert mean["auc_arousal"] == pytest.approx(np.mean([m["auc_arousal"] for m in members]))
+
+    # the ensemble is scored on the members' mean readings, clip by clip
+    saved = [np.load(tmp_path / "runs" / s / "alpha" / "predictions.npz") for s in ("s0", "s1")]
+    rows = [r for split in ("train", "dev") for r in read_manifest(
+        tmp_path / "corpora" / "alpha" / "manifest.csv") if r.split == split]  # fmt: skip
+    expected = corpus_scores((saved[0]["adv"] + saved[1]["adv"]) / 2, rows)
+    ensemble = recipes["v1-ens2"]["folds"]["alpha"]
+    assert ensemble["scores"]["ccc_arousal"] == pytest.approx(expected["ccc_arousal"])
+    assert ensemble["selected_step"] == "2+2" and ensemble["clips"] == 24
+    md = (tmp_path / "loco.md").read_text()
+    assert "## v1-ens2: `" in md and "(ensemble of 2 runs)`, 2 steps per fold, seed 0+1" in md
+
+
+def test_an_ensemble_of_two_recipes_is_refused(toy, capsys):
+    tmp_path, _ = toy
+    other = tmp_path / "other.toml"
+    other.write_text(TINY_RECIPE.replace("batch_size = 4", "batch_size = 2"))
+    for out, recipe in (("a", "tiny.toml"), ("b", "other.toml")):
+        assert loco.main(["--recipe", str(tmp_path / recipe), "--corpora",
+                          str(tmp_path / "corpora"), "--corpus-names", ",".join(TOY),
+                          "--out", str(tmp_path / out), "--folds", "gamma", "--report",
+                          str(tmp_path / "loco")]) == 0  # fmt: skip
+    capsys.readouterr()
+    args = [str(tmp_path / "a"), str(tmp_path / "b"), "--name", "e", "--report",
+            str(tmp_path / "loco"), "--corpora", str(tmp_path / "corpora")]  # fmt: skip
+    assert loco_ensemble.main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.endswith(f"not the recipe of {tmp_path / 'a'} (batch_size)")
+    assert loco_ensemble.main([str(tmp_path / "a"), "--name", "e"]) == 2
+    assert "combine at least two runs" in capsys.readouterr().err

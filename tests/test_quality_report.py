@@ -74,9 +74,10 @@ def test_the_published_student_is_compared_with_the_default_corpus_by_corpus():
 
 
 def test_scores_of_an_absent_file_are_carried_over_only_from_a_run_of_that_file():
-    from benchmarks.quality import carry_over
+    from benchmarks.quality import CORPORA, carry_over
 
     earlier = {
+        "corpora": list(CORPORA),
         "machine": {"date_utc": "2026-11-26 15:28 UTC", "git": "0dbe99c"},
         "models": {"m": "runs/m.pt"},
         "results": {"m": {"ravdess": {"ccc_mean": 0.2, "auc_valence": None}, "score": 0.2}},
@@ -91,3 +92,6 @@ def test_scores_of_an_absent_file_are_carried_over_only_from_a_run_of_that_file(
     # carried over again from a report that had carried them: the measuring run stays named
     later = {**earlier, "machine": {"date_utc": "2026-12-01", "git": "abc"}, "models": {"m": note}}
     assert carry_over(later, "m", "runs/m.pt")[1] == note
+    # scored on other corpora (before nEMO was added): not comparable, so not carried
+    three = {**earlier, "corpora": ["ravdess", "baved", "turev"]}
+    assert carry_over(three, "m", "runs/m.pt") is None

@@ -179,3 +179,12 @@ def test_training_runs_on_the_shared_corpora(tmp_path):
     assert set(summary["best"]) >= {"ravdess", "baved", "turev"}
     assert np.isfinite(summary["best"]["score"])
     assert "ccc_valence" not in summary["best"]["baved"]  # arousal-only corpus
+
+
+def test_a_seed_from_the_command_line_names_its_own_run_folder_and_weights():
+    cfg = ReferenceTrainConfig(out_dir="runs/teacher/", weights="distill/weights/teacher.pt")
+    member = reference_train.with_seed(cfg, 2)
+    assert (member.seed, member.out_dir, member.weights) == (
+        2, "runs/teacher-seed2", "distill/weights/teacher-seed2.pt"
+    )
+    assert reference_train.with_seed(cfg, 0).weights != cfg.weights  # never the config's own file

@@ -45,8 +45,8 @@ def test_the_first_recipe_config_leaves_every_new_lever_off():
     assert cfg.corpus_names == ["ravdess", "baved", "turev"] == default.corpus_names
 
 
-def test_the_v2_candidate_config_turns_the_levers_on():
-    cfg = load_config(REPO / "configs" / "reference_teacher_v2.toml")
+def test_the_all_levers_candidate_config_turns_the_levers_on():
+    cfg = load_config(REPO / "configs" / "loco" / "all-levers.toml")
     assert "nemo" in cfg.corpus_names and "class" in cfg.sampling
     assert cfg.model.category_labels == list(CATEGORY_LABELS) and cfg.model.prosody
     a = cfg.augment

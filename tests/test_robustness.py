@@ -51,11 +51,16 @@ def test_the_command_writes_aucs_per_condition_and_model(toy_corpora, tmp_path, 
     save_reference(teacher, ReferenceModel(TINY).eval())
     out = tmp_path / "report"
     corpora = ["--corpora", str(toy_corpora), "--corpus", "ravdess", "--corpus", "baved"]
-    models = ["--teacher", str(teacher), "--student", str(tiny_model_path)]
+    models = ["--teacher", str(teacher), "--student", str(tiny_model_path), "--teacher",
+              f"pair={teacher} + {teacher}", "--student", f"v1={tiny_model_path}"]  # fmt: skip
     argv = [*corpora, *models, "--out", str(out)]
     assert robustness.main(argv) == 0
     report = json.loads(out.with_suffix(".json").read_text())
-    assert set(report["results"]) == {"student tiny.onnx", "reference teacher teacher.pt"}
+    names = {"student tiny.onnx", "reference teacher teacher.pt", "pair", "v1"}
+    assert set(report["results"]) == names
+    # an ensemble of one teacher twice reads as that teacher; a named model as its file
+    assert report["results"]["pair"] == report["results"]["reference teacher teacher.pt"]
+    assert report["results"]["v1"] == report["results"]["student tiny.onnx"]
     for by_condition in report["results"].values():
         assert list(by_condition) == list(robustness.CONDITIONS)
         for scores in by_condition.values():
