@@ -43,7 +43,7 @@ def write_all(results: dict[str, Any], out_dir: Path) -> list[Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = [out_dir / "results.json", out_dir / "RESULTS.md", out_dir / "latency.png"]
     paths[0].write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
-    kept = _sections(paths[1].read_text()) if paths[1].is_file() else {}
+    kept = sections(paths[1].read_text()) if paths[1].is_file() else {}
     paths[1].write_text(markdown(results, quality_link(out_dir)) + "".join(kept.values()))
     plot_latency(results, paths[2])
     return paths
@@ -52,7 +52,7 @@ def write_all(results: dict[str, Any], out_dir: Path) -> list[Path]:
 SECTION = re.compile(r"\n<!-- section: (?P<name>[\w.-]+) -->\n.*?\n<!-- /section -->\n", re.S)
 
 
-def _sections(text: str) -> dict[str, str]:
+def sections(text: str) -> dict[str, str]:
     """The sections of RESULTS.md that focused benchmarks (``python -m benchmarks.backends``,
     ...) maintain, by name: a full run keeps them."""
     return {m["name"]: m[0] for m in SECTION.finditer(text)}
@@ -62,7 +62,7 @@ def update_section(path: Path, name: str, lines: list[str]) -> None:
     """Replace (or append) the section ``name`` of the markdown file at ``path``."""
     text = path.read_text() if path.is_file() else ""
     block = f"\n<!-- section: {name} -->\n" + "\n".join(lines).strip("\n") + "\n<!-- /section -->\n"
-    old = _sections(text).get(name)
+    old = sections(text).get(name)
     path.write_text(text.replace(old, block) if old else text.rstrip("\n") + "\n" + block)
 
 

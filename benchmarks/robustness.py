@@ -9,7 +9,8 @@ direct-to-reverberant ratio plus pink noise at 15 dB), the telephone band (300-3
 mu-law) and -30 dB gain; every condition ends as 16-bit PCM, as a file would hold it. Each clip's
 degradation is seeded by its condition and file name, so every model hears the same audio.
 Models: the runtime's int8 student (``edgeser.load``) and a reference teacher checkpoint. AUCs as
-in ``benchmarks.quality`` (``targets.score_against_labels``). Writes ``OUT.md`` and ``OUT.json``.
+in ``benchmarks.quality`` (``targets.score_against_labels``). Writes ``OUT.md`` and ``OUT.json``,
+and the models side by side as the ``robustness`` section of ``benchmarks/quality.md``.
 """
 
 from __future__ import annotations
@@ -37,9 +38,11 @@ from edgeser.audio import read_audio
 
 from .machine import machine_info
 from .quality import ENSEMBLE, V2_TEACHERS, Predictor, reference_teacher, runtime_model
+from .report import update_section
 
 REPO = Path(__file__).resolve().parents[1]
 CORPORA = ("ravdess", "baved", "turev", "nemo")
+SECTION = "robustness"  # its name in quality.md (benchmarks.report.update_section)
 CONDITIONS: dict[str, AugmentSpec] = {
     "clean": AugmentSpec(),
     "pink noise 10 dB": AugmentSpec(snr_db=10.0, noise_color=degrade.PINK),
@@ -158,6 +161,49 @@ def markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+GOAL_DROP = 0.03  # issue 18: every degraded condition within 0.03 arousal AUC of clean
+
+
+def summary_lines(report: dict[str, Any], page: str) -> list[str]:
+    """The models side by side (mean AUCs over corpora per condition) and, per model, the
+    conditions that miss the goal: the quality.md section, pointing to the full page."""
+    names = list(report["results"])
+    lines = [
+        "## Robustness: the dev clips clean and degraded",
+        "",
+        f"Mean over the corpora of arousal AUC / valence AUC (Δ A: arousal's change from clean), "
+        f"from `{report['command']}` on {report['machine']['date_utc']}; per corpus: "
+        f"[{Path(page).name}]({Path(page).name}). Conditions: {report['conditions_note']}",
+        "",
+        "| condition | " + " | ".join(names) + " |",
+        "|---" * (len(names) + 1) + "|",
+    ]
+    conditions = list(next(iter(report["results"].values())))
+    misses: dict[str, list[str]] = {n: [] for n in names}
+    for condition in conditions:
+        cells = []
+        for name in names:
+            mean = report["results"][name][condition]["mean"]
+            clean = report["results"][name].get("clean", {}).get("mean")
+            cell = f"{fmt(mean['auc_arousal'])} / {fmt(mean['auc_valence'])}"
+            if clean and condition != "clean":
+                drop = mean["auc_arousal"] - clean["auc_arousal"]
+                cell += f" (Δ A {signed(drop)})"
+                if drop < -GOAL_DROP:
+                    misses[name].append(condition)
+            cells.append(cell)
+        lines.append(f"| {condition} | " + " | ".join(cells) + " |")
+    lines.append("")
+    if "clean" in conditions:
+        for name, missed in misses.items():
+            verdict = f"misses it under {', '.join(missed)}" if missed else "meets it everywhere"
+            lines.append(
+                f"- {name}: goal (every condition within {GOAL_DROP} arousal AUC of clean) "
+                f"{verdict}."
+            )
+    return lines
+
+
 CONDITIONS_NOTE = (
     "pink noise 10 dB SNR; babble = 5 other dev speakers' clips (all corpora) at 5 dB; "
     "reverberation = synthetic room RT60 0.7 s, direct-to-reverberant ratio 3 dB; far = RT60 "
@@ -205,6 +251,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-clips", type=int, default=0, help="per corpus (0: every dev clip)")
     p.add_argument("--out", default="benchmarks/robustness", help="writes OUT.md and OUT.json")
     p.add_argument("--threads", type=int, default=1, help="torch threads of the teachers")
+    p.add_argument(
+        "--quality",
+        default="benchmarks/quality.md",
+        help="page whose robustness section gets the side-by-side summary ('': none)",
+    )
     given = sys.argv[1:] if argv is None else argv  # recorded in the report as run
     args = p.parse_args(given)
     names = args.corpus or list(CORPORA)
@@ -242,6 +293,10 @@ def main(argv: list[str] | None = None) -> int:
     out.with_suffix(".json").write_text(json.dumps(finite_or_null(report), indent=2) + "\n")
     out.with_suffix(".md").write_text(markdown(report))
     print(markdown(report))
+    if args.quality:
+        summary = summary_lines(report, str(out.with_suffix(".md")))
+        update_section(Path(args.quality), SECTION, summary)
+        print("\n".join(summary))
     return 0
 
 

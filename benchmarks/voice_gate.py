@@ -10,15 +10,14 @@ RMS), then scaled by a gain and clipped to full scale as a converter would. Each
 scores the stream with the bundled model's window and hop (3 s every 1 s) through the same
 ``WindowScorer`` a ``Stream`` uses. A *speech window* holds at least 0.3 s of active speech
 (frames of the clean utterance within 30 dB of its loudest); a *noise window* overlaps no
-utterance. Reported: speech windows kept, noise windows rejected. Writes the section between
-the voice-gate markers of ``benchmarks/quality.md``.
+utterance. Reported: speech windows kept, noise windows rejected. Writes its section
+(``voice-gate``) of ``benchmarks/quality.md``.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
-import re
 import sys
 import time
 from collections.abc import Callable
@@ -34,6 +33,7 @@ from edgeser.scoring import WindowScorer
 from edgeser.vad import EnergyVad, NoiseFloorVad, VoiceGate
 
 from .machine import machine_info
+from .report import update_section
 
 REPO = Path(__file__).resolve().parents[1]
 CORPORA = ("ravdess", "baved", "turev")
@@ -48,7 +48,7 @@ GAINS_DB = (-40.0, -30.0, -20.0, -10.0, 0.0, 10.0)
 NOISES = ("white", "pink", "babble", "pink+reverb", "pink+phone")
 RT60_S = 0.6
 PHONE_HZ = (300.0, 3400.0)
-BEGIN, END = "<!-- voice-gate:start -->", "<!-- voice-gate:end -->"
+SECTION = "voice-gate"  # its name in quality.md (benchmarks.report.update_section)
 
 
 CORPORA_DIR = next(
@@ -291,7 +291,6 @@ def markdown(results: dict, found: dict, gates: list[str], command: str, seconds
     """The quality.md section: per gate, kept / rejected per noise, SNR and gain."""
     info = machine_info(REPO)
     lines = [
-        BEGIN,
         "## Voice gate: speech kept and noise rejected, at any input level",
         "",
         f"Produced by `{command}` on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} "
@@ -333,28 +332,9 @@ def markdown(results: dict, found: dict, gates: list[str], command: str, seconds
     lines += [
         f"Windows per cell: {totals[1] // (len(NOISES) * len(SNRS_DB) * len(gains))} speech, "
         f"{totals[3] // (len(NOISES) * len(SNRS_DB) * len(gains))} noise-only.",
-        END,
     ]
     return "\n".join(lines) + "\n"
 
-
-_SECTION = re.compile(re.escape(BEGIN) + ".*?" + re.escape(END) + "\n?", re.S)
-
-
-def section_of(text: str) -> str:
-    """The voice-gate section of a quality.md text, markers included ("" if none)."""
-    match = _SECTION.search(text)
-    return match.group(0) if match else ""
-
-
-def write_section(path: Path, section: str) -> None:
-    """Replace the voice-gate section of ``path`` (or append it)."""
-    text = path.read_text() if path.exists() else ""
-    if section_of(text):
-        text = _SECTION.sub(lambda _: section, text)
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    path.write_text(text)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -380,7 +360,7 @@ def main(argv: list[str] | None = None) -> int:
     given = sys.argv[1:] if argv is None else argv
     command = " ".join(["python -m benchmarks.voice_gate", *given])
     section = markdown(results, found, list(gates), command, time.perf_counter() - began)
-    write_section(Path(args.out), section)
+    update_section(Path(args.out), SECTION, section.splitlines())
     print(section)
     return 0
 

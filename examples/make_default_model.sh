@@ -18,6 +18,14 @@ TIMINGS=runs/default/timings.tsv
 source "$(dirname "$0")/stages.sh"
 
 for seed in 0 1 2; do
+    # The members are committed: reuse them unless a run of this member was started and not
+    # finished (then it resumes). Delete distill/weights/reference_teacher_v2-seedN.pt to retrain.
+    run=runs/reference_teacher_v2-seed$seed
+    if [ -f "distill/weights/reference_teacher_v2-seed$seed.pt" ] \
+        && { [ -f "$run/summary.json" ] || [ ! -f "$run/last.pt" ]; }; then
+        echo "== teacher_seed$seed: distill/weights/reference_teacher_v2-seed$seed.pt is there" >&2
+        continue
+    fi
     stage "teacher_seed$seed" python -m edgeser.distill.reference_train \
         configs/reference_teacher_v2.toml --seed "$seed"
 done

@@ -16,10 +16,10 @@ def test_update_section_appends_then_replaces_in_place(tmp_path):
     assert text.startswith("# results\n\nbody\n")
     assert "first" not in text and text.count("## numpy") == 1
     assert text.index("second") < text.index("r1")  # replaced where it was
-    assert set(report._sections(text)) == {"numpy-backend", "resampler"}
+    assert set(report.sections(text)) == {"numpy-backend", "resampler"}
 
 
-def test_a_full_run_keeps_the_sections(tmp_path, monkeypatch):
+def test_a_full_run_keeps_thesections(tmp_path, monkeypatch):
     path = tmp_path / "RESULTS.md"
     path.write_text("# old full run\n")
     report.update_section(path, "resampler", ["## resampler", "", "kept"])
@@ -39,5 +39,5 @@ def test_a_focused_benchmark_publishes_its_json_and_its_section(tmp_path, capsys
     report.publish_focused(tmp_path, "resampler", "resampler", {"x": 1}, "python -m b", lines)
     written = json.loads((tmp_path / "resampler.json").read_text())
     assert written == {"x": 1, "command": "python -m b"}
-    assert report._sections((tmp_path / "RESULTS.md").read_text()).keys() == {"resampler"}
+    assert report.sections((tmp_path / "RESULTS.md").read_text()).keys() == {"resampler"}
     assert capsys.readouterr().out.strip() == "\n".join(lines)

@@ -18,7 +18,7 @@ from edgeser.distill.config import ConfigError
 from edgeser.distill.student import StudentConfig, build_student, count_parameters
 
 from benchmarks.config import BenchConfig
-from benchmarks.report import markdown
+from benchmarks.report import markdown, update_section
 from benchmarks.students import extra_students, timing_info, window_macs, write_onnx
 from benchmarks.timing import Workload, measure
 
@@ -154,12 +154,10 @@ def test_voice_gate_benchmark_cuts_windows_like_score_file_and_keeps_quality_md(
     report = tmp_path / "quality.md"
     report.write_text("# Quality\n\nmodel tables\n")
     for run in ("first", "second"):
-        voice_gate.write_section(report, f"{voice_gate.BEGIN}\n{run}\n{voice_gate.END}\n")
+        update_section(report, voice_gate.SECTION, ["## Voice gate", run])
     text = report.read_text()
     assert text.startswith("# Quality\n\nmodel tables\n") and "second" in text
-    assert "first" not in text and text.count(voice_gate.BEGIN) == 1
-    assert voice_gate.section_of(text) == f"{voice_gate.BEGIN}\nsecond\n{voice_gate.END}\n"
-    assert voice_gate.section_of("# Quality\n") == ""
+    assert "first" not in text and text.count("<!-- section: voice-gate -->") == 1
 
 
 def test_a_trained_student_file_is_described_by_its_card(tmp_path: Path) -> None:

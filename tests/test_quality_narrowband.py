@@ -5,7 +5,15 @@ import json
 import numpy as np
 from conftest import REPO
 
-from benchmarks.quality import band_limited, markdown, narrowband, reading_shift
+from benchmarks.quality import (
+    DEFAULT_INT8,
+    V1_INT8,
+    band_limited,
+    markdown,
+    narrowband,
+    reading_shift,
+    shift_comparison,
+)
 from edgeser.cli import main
 
 
@@ -66,6 +74,19 @@ def test_narrowband_scores_band_limited_audio_and_is_reported(monkeypatch):
     assert "## 8 kHz (telephone-band) input" in text
     assert f"| ravdess | arousal | {shift['arousal']['mean_16k']:.3f} | " in text
 
+
+def test_the_bundled_models_8_khz_shift_is_set_beside_v1s():
+    def model(shift: float) -> dict:
+        per_dim = {d: {"mean_shift": shift} for d in ("arousal", "dominance", "valence")}
+        return {
+            "shift": {"ravdess": per_dim, "nemo": per_dim | {"valence": {"mean_shift": -shift}}}
+        }
+
+    nb = {"models": {DEFAULT_INT8: model(0.05), V1_INT8: model(0.2)}}
+    lines = shift_comparison(nb, ["ravdess", "nemo"])
+    assert "| arousal | 0.200 | 0.050 | 0.25 |" in lines
+    assert "| valence | 0.200 | 0.050 | 0.25 |" in lines  # sizes: the sign does not cancel
+    assert shift_comparison({"models": {DEFAULT_INT8: model(0.05)}}, ["ravdess"]) == []
 
 
 def test_docs_and_info_state_the_measured_8_khz_effect(tiny_model_path, capsys):

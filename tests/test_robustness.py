@@ -53,7 +53,9 @@ def test_the_command_writes_aucs_per_condition_and_model(toy_corpora, tmp_path, 
     corpora = ["--corpora", str(toy_corpora), "--corpus", "ravdess", "--corpus", "baved"]
     models = ["--teacher", str(teacher), "--student", str(tiny_model_path), "--teacher",
               f"pair={teacher} + {teacher}", "--student", f"v1={tiny_model_path}"]  # fmt: skip
-    argv = [*corpora, *models, "--out", str(out)]
+    quality = tmp_path / "quality.md"
+    quality.write_text("# Quality\n\nits own tables\n")
+    argv = [*corpora, *models, "--out", str(out), "--quality", str(quality)]
     assert robustness.main(argv) == 0
     report = json.loads(out.with_suffix(".json").read_text())
     names = {"student tiny.onnx", "reference teacher teacher.pt", "pair", "v1"}
@@ -68,6 +70,30 @@ def test_the_command_writes_aucs_per_condition_and_model(toy_corpora, tmp_path, 
             assert scores["baved"]["auc_valence"] is None  # arousal levels only
     text = out.with_suffix(".md").read_text()
     assert "python -m benchmarks.robustness --corpora" in text and "| far |" in text
+    page = quality.read_text()  # the side-by-side section, the page's own text kept
+    assert page.startswith("# Quality\n\nits own tables\n")
+    section = page.split("<!-- section: robustness -->", 1)[1]
+    assert "| condition | student tiny.onnx | v1 | reference teacher teacher.pt | pair |" in section
+    assert section.count("goal (every condition within 0.03 arousal AUC of clean)") == 4
+
+
+def test_the_summary_names_the_conditions_that_miss_the_goal():
+    def scores(a: float) -> dict:
+        return {"mean": {"auc_arousal": a, "auc_valence": 0.6}}
+
+    report = {
+        "command": "python -m benchmarks.robustness",
+        "machine": {"date_utc": "today"},
+        "conditions_note": "as made",
+        "results": {
+            "v1": {"clean": scores(0.90), "far": scores(0.86), "telephone": scores(0.80)},
+            "v2": {"clean": scores(0.90), "far": scores(0.875), "telephone": scores(0.871)},
+        },
+    }
+    lines = robustness.summary_lines(report, "benchmarks/robustness.md")
+    assert "| far | 0.860 / 0.600 (Δ A -0.040) | 0.875 / 0.600 (Δ A -0.025) |" in lines
+    assert lines[-2].startswith("- v1:") and lines[-2].endswith("misses it under far, telephone.")
+    assert lines[-1].startswith("- v2:") and lines[-1].endswith("meets it everywhere.")
 
 
 def test_missing_corpora_or_models_are_one_line_usage_errors(tmp_path, toy_corpora, capsys):
