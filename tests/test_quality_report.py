@@ -2,7 +2,14 @@
 
 import numpy as np
 
-from benchmarks.quality import markdown, mean_energy_db, with_random_gain
+from benchmarks.quality import (
+    DEFAULT_FP32,
+    STREAM_FP32,
+    markdown,
+    mean_energy_db,
+    stream_comparison,
+    with_random_gain,
+)
 
 
 def test_loudness_is_mean_frame_energy_in_db():
@@ -71,6 +78,33 @@ def test_the_published_student_is_compared_with_the_default_corpus_by_corpus():
     assert "has a lower int8 mean CCC than the default on turev." in text
     report["results"]["published-architecture student int8 (runtime)"]["turev"]["ccc_mean"] = 0.5
     assert "at least as good as the default (int8 mean CCC) on every corpus" in markdown(report)
+
+
+def test_the_streaming_native_student_is_set_beside_the_re_scoring_one_with_the_rule():
+    report = {
+        "corpora": ["ravdess", "nemo"],
+        "results": {
+            DEFAULT_FP32: {
+                "ravdess": {"ccc_mean": 0.40},
+                "nemo": {"ccc_mean": 0.30},
+                "score": 0.35,
+            },
+            STREAM_FP32: {
+                "ravdess": {"ccc_mean": 0.41},
+                "nemo": {"ccc_mean": 0.28},
+                "score": 0.345,
+            },
+        },
+    }
+    lines = stream_comparison(report)
+    assert "| ravdess | 0.400 | 0.410 | +0.010 |" in lines
+    assert "| mean | 0.350 | 0.345 | -0.005 |" in lines
+    assert "is within 0.005 mean CCC" in lines[-1] and "LOCO run of students" in lines[-1]
+    report["results"][STREAM_FP32]["score"] = 0.3449
+    assert "not within 0.005" in stream_comparison(report)[-1]
+    assert "stays the re-scoring one" in stream_comparison(report)[-1]
+    del report["results"][STREAM_FP32]
+    assert stream_comparison(report) == []
 
 
 def test_scores_of_an_absent_file_are_carried_over_only_from_a_run_of_that_file():
