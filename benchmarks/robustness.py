@@ -237,15 +237,15 @@ def main(argv: list[str] | None = None) -> int:
         default=[],
         metavar="PT",
         help="reference teacher checkpoint, or an ensemble's files joined by ' + ', optionally "
-        "as NAME=PT (repeat; default: the bundled v2 ensemble)",
+        "as NAME=PT (repeat; with neither --teacher nor --student: the v2 ensemble)",
     )
     p.add_argument(
         "--student",
         action="append",
         default=[],
         metavar="ONNX",
-        help="edgeser ONNX model, optionally as NAME=ONNX (repeat; default: the bundled int8 "
-        "student)",
+        help="edgeser ONNX model, optionally as NAME=ONNX (repeat; with neither --teacher nor "
+        "--student: the bundled int8 student)",
     )
     p.add_argument("--condition", action="append", choices=list(CONDITIONS), help="default: all")
     p.add_argument("--max-clips", type=int, default=0, help="per corpus (0: every dev clip)")
@@ -262,8 +262,9 @@ def main(argv: list[str] | None = None) -> int:
     missing = [c for c in names if not (Path(args.corpora) / c / "manifest.csv").is_file()]
     if missing:
         p.error(f"{args.corpora}: no manifest for {', '.join(missing)}")
-    teachers = args.teacher or [ENSEMBLE.join(V2_TEACHERS)]
-    students = args.student or ["edgeser/models/default.onnx"]
+    given_models = args.teacher or args.student  # either given: just the models given
+    teachers = args.teacher or ([] if given_models else [ENSEMBLE.join(V2_TEACHERS)])
+    students = args.student or ([] if given_models else ["edgeser/models/default.onnx"])
     models = dict(named("student", s) for s in students)
     models |= dict(named("reference teacher", t) for t in teachers)
     for path in models.values():

@@ -77,6 +77,16 @@ def test_the_command_writes_aucs_per_condition_and_model(toy_corpora, tmp_path, 
     assert section.count("goal (every condition within 0.03 arousal AUC of clean)") == 4
 
 
+def test_students_alone_are_scored_without_the_default_teacher(
+    toy_corpora, tmp_path, tiny_model_path
+):
+    out = tmp_path / "report"
+    argv = ["--corpora", str(toy_corpora), "--corpus", "baved", "--condition", "clean",
+            "--student", f"v2={tiny_model_path}", "--out", str(out), "--quality", ""]  # fmt: skip
+    assert robustness.main(argv) == 0
+    assert list(json.loads(out.with_suffix(".json").read_text())["results"]) == ["v2"]
+
+
 def test_the_summary_names_the_conditions_that_miss_the_goal():
     def scores(a: float) -> dict:
         return {"mean": {"auc_arousal": a, "auc_valence": 0.6}}
