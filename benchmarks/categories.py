@@ -57,6 +57,21 @@ def confusion(model: edgeser.Model, corpora: str, corpus: str) -> dict[str, Any]
     }
 
 
+def int8_agreement(int8: edgeser.Model, fp32: edgeser.Model, paths: list[Path]) -> dict:
+    """The export gate's figures on every window of the dev clips (the model's window and hop,
+    no voice gate): share of windows whose top category is the same, largest |p difference|."""
+    same, total, largest = 0, 0, 0.0
+    for path in tqdm(paths, desc="int8 vs fp32", mininterval=10):
+        for a, b in zip(int8.score_file(path, vad=None).windows,
+                        fp32.score_file(path, vad=None).windows, strict=True):  # fmt: skip
+            same += int(a.emotion == b.emotion)
+            total += 1
+            largest = max(
+                largest, max(abs(a.categories[k] - b.categories[k]) for k in a.categories)
+            )
+    return {"windows": total, "top_agreement": same / total, "max_abs_diff": largest}
+
+
 def loco_figures(path: Path) -> dict[str, dict[str, Any]]:
     """UAR on each left-out corpus, of a learnt head and of the A/D/V-readings regression."""
     if not path.is_file():
@@ -105,6 +120,14 @@ def markdown(report: dict[str, Any]) -> str:
         "| --- | --- | --- |",
     ]
     lines += [f"| {c} | {r['clips']} | {r['uar']:.3f} |" for c, r in report["corpora"].items()]
+    if gate := report.get("int8_vs_fp32"):
+        lines += [
+            "",
+            f"int8 against its fp32 export (`{gate['fp32']}`) on all {gate['windows']} windows of "
+            f"these dev clips: top category the same on {100 * gate['top_agreement']:.1f} % "
+            f"(gate: >= 98 %), largest probability difference {gate['max_abs_diff']:.4f} "
+            "(gate: <= 0.03).",
+        ]
     lines += ["", "![confusion matrices](categories.png)", ""]
     for corpus, r in report["corpora"].items():
         lines += [f"### {corpus}: counts (rows: true, columns: predicted)", "",
@@ -139,6 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--corpora", default=str(REPO.parent / "shared" / "corpora"))
     p.add_argument("--model", default="edgeser/models/default.onnx")
     p.add_argument("--out", default="benchmarks/categories", help="writes OUT.md/.json/.png")
+    p.add_argument("--fp32", help="the model's fp32 export: int8 vs fp32 categories per window")
     given = sys.argv[1:] if argv is None else argv
     args = p.parse_args(given)
     model = edgeser.load(args.model)
@@ -153,6 +177,10 @@ def main(argv: list[str] | None = None) -> int:
         "corpora": {c: confusion(model, args.corpora, c) for c in CORPORA},
         "loco": loco_figures(REPO / "benchmarks" / "loco.json"),
     }
+    if args.fp32:
+        paths = [r.audio for c in CORPORA for r in corpus_rows(args.corpora, [c], "dev")]
+        gate = int8_agreement(model, edgeser.load(args.fp32), paths)
+        report["int8_vs_fp32"] = {"fp32": args.fp32, **gate}
     report["seconds"] = time.time() - started
     out = Path(args.out)
     out.with_suffix(".json").write_text(json.dumps(finite_or_null(report), indent=2) + "\n")

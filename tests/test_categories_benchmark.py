@@ -31,7 +31,8 @@ def test_counts_and_uar_per_corpus_from_the_runtime(tmp_path):
     [model] = run_export(ExportConfig(checkpoint=tmp_path / "h.pt", out=tmp_path / "m"))
 
     out = tmp_path / "report"
-    argv = ["--corpora", str(root), "--model", str(model.path), "--out", str(out)]
+    argv = ["--corpora", str(root), "--model", str(model.path), "--out", str(out),
+            "--fp32", str(model.path)]  # fmt: skip
     assert categories.main(argv) == 0
     report = json.loads(out.with_suffix(".json").read_text())
     assert report["labels"] == ["anger", "happiness", "neutral", "sadness"]
@@ -47,3 +48,7 @@ def test_counts_and_uar_per_corpus_from_the_runtime(tmp_path):
     assert report["corpora"]["turev"]["confusion"][2] == [0, 0, 0, 0, 0]  # no neutral clip
     assert out.with_suffix(".png").stat().st_size > 10_000
     assert "| turev | 9 |" in out.with_suffix(".md").read_text()
+    gate = report["int8_vs_fp32"]  # a model against itself: every window, all the same
+    assert gate["windows"] >= 12 + 12 + 12 and gate["top_agreement"] == 1.0
+    assert gate["max_abs_diff"] == 0.0
+    assert "top category the same on 100.0 %" in out.with_suffix(".md").read_text()
