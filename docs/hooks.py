@@ -20,6 +20,8 @@ RESULTS = (
     "benchmarks/memory_long.md",
     "benchmarks/loco.md",
     "benchmarks/robustness.md",
+    "benchmarks/categories.md",
+    "benchmarks/categories.png",
     "benchmarks/PI.md",
     "benchmarks/published/RESULTS.md",
     "benchmarks/published/latency.png",

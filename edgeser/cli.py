@@ -216,8 +216,8 @@ def _describe(model: Model) -> str:
         f"{', '.join(i.labels)} out",
         f"window / hop:  {i.window_s:g} s / {i.hop_s:g} s (minimum input {i.min_samples} samples)",
         f"audio:         {SAMPLE_RATE // 1000} kHz wide-band speech; other rates are resampled, "
-        "but 8 kHz (telephone) audio lacks everything above 4 kHz and shifts readings a lot "
-        "(bundled model: arousal lower, valence higher; see docs/models.md, 8 kHz audio)",
+        "but 8 kHz (telephone) audio lacks everything above 4 kHz and shifts readings "
+        "(bundled model: arousal and dominance a little lower; see docs/models.md, 8 kHz audio)",
         f"embedding:     {model.embedding_size or 'none'}",
         f"categories:    {', '.join(model.categories) or 'none (no categorical head)'}",
         *(f"  {name}: {sig}" for name, sig in model.signature.items()),

@@ -32,7 +32,7 @@ for seed in 0 1 2; do
 done
 stage manifest python -m edgeser.distill.reference_train configs/reference_teacher_v2.toml \
     --write-manifest train runs/default/train.csv
-stage label edgeser-distill label --config configs/default.toml
+stage label edgeser-distill label --config configs/default.toml --num-threads 2
 stage train edgeser-distill train --config configs/default.toml
 stage eval edgeser-distill eval --config configs/default.toml
 # The streaming-native variant from the same labels: the report sets it beside the default.

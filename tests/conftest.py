@@ -137,10 +137,12 @@ def add_category_head(
     """``model`` (an onnx ModelProto with an ``embedding`` output, changed in place and
     returned) with a categorical head: ``categories`` = Softmax(embedding @ W + b), W and b
     seeded random (the same for the same seed and embedding size), and ``edgeser.categories``
-    naming ``labels``. ``softmax=False`` leaves the logits (a head that breaks the contract)."""
+    naming ``labels``. ``softmax=False`` leaves the logits (a head that breaks the contract).
+    A head the model already has is replaced."""
     from onnx import TensorProto, helper, numpy_helper
 
     graph = model.graph
+    drop_output(graph, OUTPUT_CATEGORIES)
     embedding = next(o for o in graph.output if o.name == OUTPUT_EMBEDDING)
     size = embedding.type.tensor_type.shape.dim[1].dim_value
     rng = np.random.default_rng(seed)
@@ -167,12 +169,49 @@ def add_category_head(
     return model
 
 
+def drop_output(graph, name: str) -> None:
+    """Remove output ``name`` from an onnx graph (in place) with the nodes and initializers
+    that only it needed."""
+    kept = [o for o in graph.output if o.name != name]
+    del graph.output[:]
+    graph.output.extend(kept)
+    needed = {o.name for o in kept}
+    nodes = []
+    for node in reversed(graph.node):
+        if needed & set(node.output):
+            nodes.append(node)
+            needed |= set(node.input)
+    del graph.node[:]
+    graph.node.extend(reversed(nodes))
+    initializers = [i for i in graph.initializer if i.name in needed]
+    del graph.initializer[:]
+    graph.initializer.extend(initializers)
+
+
 def with_category_head(source: Path, path: Path, **kwargs) -> Path:
     """Write the model at ``source`` with ``add_category_head(**kwargs)`` to ``path``."""
     import onnx
 
     model = add_category_head(onnx.load(str(source)), **kwargs)
     onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    return path
+
+
+@pytest.fixture(scope="session")
+def headless_model_path(tmp_path_factory) -> Path:
+    """The bundled model without a categorical head (its A/D/V and embedding unchanged): a
+    model of the contract before heads existed."""
+    import onnx
+    from onnx import helper
+
+    model = onnx.load(str(BUNDLED_MODEL))
+    drop_output(model.graph, OUTPUT_CATEGORIES)
+    props = {p.key: p.value for p in model.metadata_props if p.key != META_CATEGORIES}
+    del model.metadata_props[:]
+    helper.set_model_props(model, props)
+    onnx.checker.check_model(model)
+    path = tmp_path_factory.mktemp("headless") / "headless.onnx"
     onnx.save(model, str(path))
     return path
 

@@ -3,7 +3,8 @@ that carries it (``Reading``, aggregates, csv / jsonl / table rows, ``info``, li
 
 Real models in real sessions of both backends: the bundled model with a seeded random
 Softmax(embedding @ W + b) head (``categorical_model_path``), the tiny test model with one,
-and the bundled model as it is, which must not change anywhere.
+the bundled model as it is (with its fitted head), and the bundled model without its head
+(``headless_model_path``), which must behave as models did before heads.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ import numpy as np
 import onnx
 import pytest
 from conftest import (
-    BUNDLED_MODEL,
     CATEGORY_LABELS,
     REPO,
     SPEECH_WAV,
@@ -43,19 +43,20 @@ from edgeser.stream import Stream
 pytestmark = pytest.mark.usefixtures("use_backend")  # each test on both backends
 
 SPEECH = "examples/speech.wav"  # as a user types it, from the repository root
-# `edgeser score` of the bundled model before categorical heads existed (onnxruntime, x86).
+# `edgeser score` of the bundled model (onnxruntime, x86): with or without its head, the csv
+# without --categories has the columns it had before categorical heads existed.
 TODAY_CSV = """\
 file,start_s,end_s,arousal,dominance,valence
-examples/speech.wav,0.000,7.066,0.6580,0.7093,0.7080
+examples/speech.wav,0.000,7.066,0.6392,0.6668,0.5598
 """
 TODAY_CSV_PER_WINDOW = """\
 file,start_s,end_s,arousal,dominance,valence
-examples/speech.wav,0.000,3.000,0.7096,0.7669,0.6854
-examples/speech.wav,1.000,4.000,0.7137,0.7666,0.6256
-examples/speech.wav,2.000,5.000,0.6537,0.6877,0.7081
-examples/speech.wav,3.000,6.000,0.6648,0.7131,0.6981
-examples/speech.wav,4.000,7.000,0.5992,0.6591,0.7670
-examples/speech.wav,4.066,7.066,0.6068,0.6625,0.7638
+examples/speech.wav,0.000,3.000,0.6914,0.7056,0.5836
+examples/speech.wav,1.000,4.000,0.7084,0.7017,0.5305
+examples/speech.wav,2.000,5.000,0.6578,0.6366,0.5380
+examples/speech.wav,3.000,6.000,0.6638,0.6716,0.5401
+examples/speech.wav,4.000,7.000,0.5601,0.6461,0.5864
+examples/speech.wav,4.066,7.066,0.5540,0.6393,0.5803
 """
 TODAY_JSON_KEYS = ["file", "start_s", "end_s", "arousal", "dominance", "valence", "voiced"]
 
@@ -289,13 +290,15 @@ def test_the_aggregate_emotion_is_the_top_of_the_mean_not_a_majority_vote():
     assert aggregate([Reading.unvoiced(0, 1)], 0.0, 1.0).categories is None
 
 
-def test_to_dict_has_emotion_and_categories_for_a_head_model_only(categorical_model_path):
+def test_to_dict_has_emotion_and_categories_for_a_head_model_only(
+    categorical_model_path, headless_model_path
+):
     reading = edgeser.load(categorical_model_path).predict(voice_like(3.0), 16_000)
     row = reading.to_dict()
     assert row["emotion"] == reading.emotion and row["categories"] == reading.categories
     assert json.loads(json.dumps(row)) == row
     assert Reading.unvoiced(0, 1).to_dict(categories=True)["emotion"] is None
-    plain = edgeser.load().predict(voice_like(3.0), 16_000)
+    plain = edgeser.load(headless_model_path).predict(voice_like(3.0), 16_000)
     assert plain.categories is None and plain.emotion is None
     assert list(plain.to_dict()) == TODAY_JSON_KEYS[1:]
 
@@ -307,14 +310,15 @@ def test_to_dict_has_emotion_and_categories_for_a_head_model_only(categorical_mo
     ("flags", "today"), [([], TODAY_CSV), (["--per-window"], TODAY_CSV_PER_WINDOW)]
 )
 def test_csv_without_the_flag_is_byte_for_byte_todays(
-    flags, today, categorical_model_path, backend, in_repo, capsys
+    flags, today, categorical_model_path, headless_model_path, backend, in_repo, capsys
 ):
-    """The bundled model's csv is what it was before categorical heads; a model with a head
-    but without --categories writes the same bytes."""
+    """Without --categories the csv is what it was before categorical heads: the bundled
+    model, its head swapped or removed, writes the same bytes."""
     if backend == "onnxruntime":  # the bytes were recorded with onnxruntime
         assert score(capsys, *flags, SPEECH) == (0, today, "")
     bundled = score(capsys, *flags, SPEECH)
-    assert score(capsys, "--model", str(categorical_model_path), *flags, SPEECH) == bundled
+    for other in (categorical_model_path, headless_model_path):
+        assert score(capsys, "--model", str(other), *flags, SPEECH) == bundled
 
 
 def test_csv_with_categories_appends_emotion_then_one_column_per_label(
@@ -342,10 +346,13 @@ def test_csv_with_categories_appends_emotion_then_one_column_per_label(
             assert [row[k] for k in ("emotion", *CATEGORY_LABELS)] == [""] * 5
 
 
-def test_categories_flag_with_a_model_without_the_head_is_a_one_line_usage_error(capsys):
-    code, out, err = score(capsys, "--categories", str(SPEECH_WAV))
+def test_categories_flag_with_a_model_without_the_head_is_a_one_line_usage_error(
+    headless_model_path, capsys
+):
+    model = str(headless_model_path)
+    code, out, err = score(capsys, "--model", model, "--categories", str(SPEECH_WAV))
     assert (code, out) == (2, "")
-    assert err == f"edgeser: error: --categories: {BUNDLED_MODEL} has no categorical head\n"
+    assert err == f"edgeser: error: --categories: {model} has no categorical head\n"
 
 
 def test_table_with_categories_has_the_emotion_and_label_columns(
@@ -365,23 +372,25 @@ def test_table_with_categories_has_the_emotion_and_label_columns(
 
 
 def test_jsonl_has_emotion_and_categories_on_every_row_of_a_head_model(
-    categorical_model_path, gap_wav, capsys
+    categorical_model_path, headless_model_path, gap_wav, capsys
 ):
     args = ["--format", "jsonl", "--per-window", str(gap_wav)]
     _, out, _ = score(capsys, "--model", str(categorical_model_path), *args)
     rows = [json.loads(line) for line in out.splitlines()]
     assert all(list(row) == [*TODAY_JSON_KEYS, "emotion", "categories"] for row in rows)
     assert {row["emotion"] is None for row in rows} == {True, False}  # unvoiced: null
-    _, plain, _ = score(capsys, *args)
+    _, plain, _ = score(capsys, "--model", str(headless_model_path), *args)
     assert all(list(json.loads(line)) == TODAY_JSON_KEYS for line in plain.splitlines())
 
 
-def test_info_lists_the_labels_or_says_there_is_no_head(categorical_model_path, capsys):
+def test_info_lists_the_labels_or_says_there_is_no_head(
+    categorical_model_path, headless_model_path, capsys
+):
     assert main(["info", str(categorical_model_path)]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert "categories:    anger, happiness, neutral, sadness" in lines
     assert "  categories: tensor(float) ['batch', 4]" in lines
-    assert main(["info"]) == 0
+    assert main(["info", str(headless_model_path)]) == 0
     assert "categories:    none (no categorical head)" in capsys.readouterr().out.splitlines()
 
 
@@ -420,8 +429,17 @@ def test_stream_smoothing_averages_the_probabilities_too(categorical_model_path,
         assert s.emotion == max(s.categories, key=s.categories.get)
 
 
-def test_the_bundled_model_has_no_head_anywhere(backend):
-    model = edgeser.load(backend=backend)
+def test_a_model_without_the_head_has_none_anywhere(headless_model_path, backend):
+    model = edgeser.load(headless_model_path, backend=backend)
     assert model.categories == () and model.info.categories == ()
     result = model.score_file(SPEECH_WAV)
     assert all(w.categories is None for w in [*result.windows, result.aggregate])
+
+
+def test_the_bundled_model_reads_the_four_categories_on_voiced_windows(backend):
+    model = edgeser.load(backend=backend)
+    assert model.categories == CATEGORY_LABELS
+    result = model.score_file(SPEECH_WAV)
+    voiced = [w for w in result.windows if w.voiced]
+    assert voiced and all(abs(sum(w.categories.values()) - 1) < 1e-5 for w in voiced)
+    assert result.aggregate.emotion in CATEGORY_LABELS

@@ -190,6 +190,12 @@ def test_int8_is_small_static_qdq_and_tracks_fp32_on_held_out_audio(exported) ->
     assert not ops & {"ConvInteger", "DynamicQuantizeLinear", "MatMulInteger"}  # not dynamic
     int8_weights = [t for t in model.graph.initializer if t.data_type == onnx.TensorProto.INT8]
     assert sum(int(np.prod(t.dims)) for t in int8_weights) > 65_000  # the 3x3 and 1x1 convs
+    dequantized = {n.output[0] for n in model.graph.node if n.op_type == "DequantizeLinear"}
+    init = {t.name: t for t in model.graph.initializer}
+    conv2d = [n for n in model.graph.node if n.op_type == "Conv"
+              and (n.input[1] in dequantized or len(init[n.input[1]].dims) == 4)]  # fmt: skip
+    float_2d = [n for n in conv2d if n.input[1] not in dequantized]
+    assert float_2d == conv2d[:1] and len(conv2d) > 2  # only the first 3x3 conv stays float
     audio, _ = clips(seed=99, n=24, seconds=3.0)  # audio neither calibration nor training saw
     fp32 = session(str(fp32_file.path)).run(None, {INPUT_NAME: audio})[0]
     int8 = session(str(int8_file.path)).run(None, {INPUT_NAME: audio})[0]

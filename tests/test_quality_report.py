@@ -4,9 +4,12 @@ import numpy as np
 
 from benchmarks.quality import (
     DEFAULT_FP32,
+    DEFAULT_INT8,
     STREAM_FP32,
+    V1_INT8,
     markdown,
     mean_energy_db,
+    replacement_comparison,
     stream_comparison,
     with_random_gain,
 )
@@ -105,6 +108,32 @@ def test_the_streaming_native_student_is_set_beside_the_re_scoring_one_with_the_
     assert "stays the re-scoring one" in stream_comparison(report)[-1]
     del report["results"][STREAM_FP32]
     assert stream_comparison(report) == []
+
+
+def test_the_bundled_model_is_set_beside_v1_with_the_replacement_rule():
+    def scores(a: float, v: float | None = None) -> dict:
+        return {"ccc_arousal": a} | ({} if v is None else {"ccc_valence": v})
+
+    report = {
+        "corpora": ["ravdess", "baved"],
+        "results": {
+            V1_INT8: {"ravdess": scores(0.50, 0.10), "baved": scores(0.60), "score": 0.45},
+            DEFAULT_INT8: {"ravdess": scores(0.52, 0.095), "baved": scores(0.70), "score": 0.50},
+        },
+    }
+    lines = replacement_comparison(report)
+    assert "| ravdess | valence | 0.100 | 0.095 | -0.005 |" in lines
+    assert "| baved | arousal | 0.600 | 0.700 | +0.100 |" in lines
+    assert not any("| baved | valence" in line for line in lines)  # not labelled: no row
+    assert "| mean | | 0.450 | 0.500 | +0.050 |" in lines
+    assert "meets the rule" in lines[-1]
+    report["results"][DEFAULT_INT8]["ravdess"]["ccc_valence"] = 0.089
+    assert "does not meet the rule: ravdess valence -0.011" in replacement_comparison(report)[-1]
+    report["results"][DEFAULT_INT8]["ravdess"]["ccc_valence"] = 0.10
+    report["results"][DEFAULT_INT8]["score"] = 0.45
+    assert "does not meet the rule: the mean is not higher" in replacement_comparison(report)[-1]
+    del report["results"][V1_INT8]
+    assert replacement_comparison(report) == []
 
 
 def test_scores_of_an_absent_file_are_carried_over_only_from_a_run_of_that_file():
